@@ -1,0 +1,140 @@
+"""Bias add fused with the MLP activation: pre = x + b, y = act(pre); backward dpre = dy * act'(pre).
+
+Activations (transformers' ACT2FN names):
+  gelu                          0.5 x (1 + erf(x / sqrt 2))                  (exact)
+  gelu_new / gelu_pytorch_tanh  0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+  relu                          max(x, 0)
+  silu / swish                  x sigmoid(x)
+  quick_gelu                    x sigmoid(1.702 x)
+"""
+
+import math
+
+import numpy as np
+from numba import njit, prange
+from scipy.special import erf as _erf
+
+ACT_CODES = {"gelu": 0, "gelu_new": 1, "gelu_pytorch_tanh": 1, "relu": 2, "silu": 3, "swish": 3,
+             "quick_gelu": 4}
+SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+INV_SQRT_2 = 1.0 / math.sqrt(2.0)
+INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+TANH_CUBIC = 0.044715          # coefficient of the tanh approximation (Hendrycks & Gimpel)
+QUICK_GELU_ALPHA = 1.702       # sigmoid approximation of GELU (CLIP)
+
+
+# ---- NumPy reference --------------------------------------------------------------------------
+def _sigmoid(x):
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def act_numpy(x, kind):
+    if kind == 0:
+        return 0.5 * x * (1.0 + _erf(x * INV_SQRT_2))
+    if kind == 1:
+        return 0.5 * x * (1.0 + np.tanh(SQRT_2_OVER_PI * (x + TANH_CUBIC * x ** 3)))
+    if kind == 2:
+        return np.maximum(x, 0)
+    if kind == 3:
+        return x * _sigmoid(x)
+    if kind == 4:
+        return x * _sigmoid(QUICK_GELU_ALPHA * x)
+    raise ValueError(f"unknown activation code {kind}")
+
+
+def act_grad_numpy(x, kind):
+    """act'(x)."""
+    if kind == 0:
+        return 0.5 * (1.0 + _erf(x * INV_SQRT_2)) + x * INV_SQRT_2PI * np.exp(-0.5 * x * x)
+    if kind == 1:
+        u = SQRT_2_OVER_PI * (x + TANH_CUBIC * x ** 3)
+        t = np.tanh(u)
+        return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * SQRT_2_OVER_PI * (1.0 + 3 * TANH_CUBIC * x * x)
+    if kind == 2:
+        return (x > 0).astype(x.dtype)
+    if kind == 3:
+        s = _sigmoid(x)
+        return s * (1.0 + x * (1.0 - s))
+    if kind == 4:
+        s = _sigmoid(QUICK_GELU_ALPHA * x)
+        return s * (1.0 + QUICK_GELU_ALPHA * x * (1.0 - s))
+    raise ValueError(f"unknown activation code {kind}")
+
+
+def bias_act_fwd_numpy(x, b, kind):
+    pre = x + b if b is not None else x
+    return pre, act_numpy(pre, kind).astype(x.dtype, copy=False)
+
+
+def act_bwd_numpy(dy, pre, kind):
+    return (dy * act_grad_numpy(pre, kind)).astype(pre.dtype, copy=False)
+
+
+# ---- Numba ------------------------------------------------------------------------------------
+@njit(cache=True, inline="always")
+def _sig(z):
+    return 0.5 * (1.0 + math.tanh(0.5 * z))
+
+
+@njit(cache=True, inline="always")
+def _act1(x, kind):
+    if kind == 0:
+        return 0.5 * x * (1.0 + math.erf(x * INV_SQRT_2))
+    elif kind == 1:
+        return 0.5 * x * (1.0 + math.tanh(SQRT_2_OVER_PI * (x + TANH_CUBIC * x * x * x)))
+    elif kind == 2:
+        return x if x > 0 else 0.0
+    elif kind == 3:
+        return x * _sig(x)
+    else:
+        return x * _sig(QUICK_GELU_ALPHA * x)
+
+
+@njit(cache=True, inline="always")
+def _grad1(x, kind):
+    if kind == 0:
+        return 0.5 * (1.0 + math.erf(x * INV_SQRT_2)) + x * INV_SQRT_2PI * math.exp(-0.5 * x * x)
+    elif kind == 1:
+        t = math.tanh(SQRT_2_OVER_PI * (x + TANH_CUBIC * x * x * x))
+        return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * SQRT_2_OVER_PI * (1.0 + 3 * TANH_CUBIC * x * x)
+    elif kind == 2:
+        return 1.0 if x > 0 else 0.0
+    elif kind == 3:
+        s = _sig(x)
+        return s * (1.0 + x * (1.0 - s))
+    else:
+        s = _sig(QUICK_GELU_ALPHA * x)
+        return s * (1.0 + QUICK_GELU_ALPHA * x * (1.0 - s))
+
+
+@njit(parallel=True, cache=True)
+def _bias_act(x, b, kind, pre, y):
+    R, C = x.shape
+    for r in prange(R):
+        for c in range(C):
+            v = x[r, c] + b[c]
+            pre[r, c] = v
+            y[r, c] = _act1(v, kind)
+
+
+@njit(parallel=True, cache=True)
+def _act_bwd(dy, pre, kind, dx):
+    R, C = pre.shape
+    for r in prange(R):
+        for c in range(C):
+            dx[r, c] = dy[r, c] * _grad1(pre[r, c], kind)
+
+
+def bias_act_fwd_numba(x, b, kind):
+    if b is None:
+        b = np.zeros(x.shape[1], x.dtype)
+    pre = np.empty_like(x)
+    y = np.empty_like(x)
+    _bias_act(x, b, kind, pre, y)
+    return pre, y
+
+
+def act_bwd_numba(dy, pre, kind):
+    dx = np.empty_like(pre)
+    _act_bwd(dy, pre, kind, dx)
+    return dx

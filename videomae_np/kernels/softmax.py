@@ -1,0 +1,63 @@
+"""Row softmax with the attention scale fused in: p = softmax(scale * s).
+
+Backward (through the scale): ds = scale * p * (dp - sum(dp * p)).
+"""
+
+import numpy as np
+from numba import njit, prange
+
+
+# ---- NumPy reference --------------------------------------------------------------------------
+def softmax_fwd_numpy(s, scale):
+    z = s * s.dtype.type(scale)
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def softmax_bwd_numpy(dp, p, scale):
+    return (p * (dp - np.sum(dp * p, axis=1, keepdims=True))) * p.dtype.type(scale)
+
+
+# ---- Numba ------------------------------------------------------------------------------------
+@njit(parallel=True, cache=True, fastmath=False)
+def _sm_fwd(s, scale, p):
+    R, N = s.shape
+    sc = s.dtype.type(scale)
+    for r in prange(R):
+        mx = -np.inf
+        for j in range(N):
+            z = s[r, j] * sc
+            if z > mx:
+                mx = z
+        tot = 0.0
+        for j in range(N):
+            e = np.exp(s[r, j] * sc - mx)
+            p[r, j] = e
+            tot += e
+        inv = 1.0 / tot
+        for j in range(N):
+            p[r, j] = p[r, j] * inv
+
+
+def softmax_fwd_numba(s, scale):
+    p = np.empty_like(s)
+    _sm_fwd(s, scale, p)
+    return p
+
+
+@njit(parallel=True, cache=True, fastmath=False)
+def _sm_bwd(dp, p, scale, ds):
+    R, N = p.shape
+    for r in prange(R):
+        dot = 0.0
+        for j in range(N):
+            dot += dp[r, j] * p[r, j]
+        for j in range(N):
+            ds[r, j] = scale * p[r, j] * (dp[r, j] - dot)
+
+
+def softmax_bwd_numba(dp, p, scale):
+    ds = np.empty_like(p)
+    _sm_bwd(dp, p, scale, ds)
+    return ds

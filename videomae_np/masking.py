@@ -1,0 +1,60 @@
+"""Mask generators for pretraining: which tokens the encoder never sees.
+
+``bool_masked_pos`` is (B, N) bool, True = masked. VideoMAE's tube masking hides the same spatial
+patches in every temporal slot, so a masked patch cannot be copied from its neighbour in time (the
+paper's "information leakage"). Every sample masks the same number of tokens, since the encoder
+stacks the visible tokens of the batch into one (B, Nv, D) array.
+
+The randomness comes from a NumPy ``Generator`` (or an int seed), so a mask is reproducible.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _rng(rng):
+    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+
+
+def _check(batch_size, mask_ratio):
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if not 0.0 <= float(mask_ratio) < 1.0:
+        raise ValueError(f"mask_ratio must lie in [0, 1), got {mask_ratio!r}")
+
+
+def _random_rows(rng, rows, width, count):       # -> (rows, width) bool with `count` True per row
+    order = np.argsort(rng.random((rows, width)), axis=1)
+    mask = np.zeros((rows, width), dtype=bool)
+    np.put_along_axis(mask, order[:, :count], True, axis=1)
+    return mask
+
+
+def tube_mask(batch_size, grid, mask_ratio=0.9, rng=None):
+    """Tube masking. grid = (T/t, H/p, W/p) (``config.grid``) -> (B, N) bool.
+
+    Each sample draws int(mask_ratio * patches_per_frame) patches of one frame and masks them in
+    every temporal slot.
+    """
+    _check(batch_size, mask_ratio)
+    t, gh, gw = (int(g) for g in grid)
+    per_frame = gh * gw
+    frame = _random_rows(_rng(rng), batch_size, per_frame, int(mask_ratio * per_frame))
+    return np.tile(frame, (1, t))                  # time-major token order: repeat each slot
+
+
+def random_mask(batch_size, num_patches, mask_ratio=0.9, rng=None):
+    """Independent random masking over all N tokens (the image-MAE way) -> (B, N) bool."""
+    _check(batch_size, mask_ratio)
+    return _random_rows(_rng(rng), batch_size, int(num_patches), int(mask_ratio * num_patches))
+
+
+def visible_and_masked_indices(bool_masked_pos):
+    """(B, N) bool -> visible positions (B, Nv) and masked positions (B, Nm), each ascending.
+
+    Ascending order is the order of transformers' boolean indexing ``x[~mask]`` / ``x[mask]``.
+    """
+    order = np.argsort(bool_masked_pos, axis=1, kind="stable")  # False (visible) sorts first
+    nv = int((~bool_masked_pos[0]).sum())
+    return order[:, :nv], order[:, nv:]

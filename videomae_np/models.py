@@ -1,0 +1,613 @@
+"""VideoMAEModel, VideoMAEForPreTraining, VideoMAEForVideoClassification.
+
+Thin classes over the functional core in ``ops/``: each holds its parameters in a flat dict under
+transformers' key names (``state_dict()``), runs a forward that keeps the caches of every op, and a
+backward that reads the forward in reverse (``value_and_grad``).
+
+    encoder:   video -> patch embed + pos -> keep visible tokens -> L blocks -> [layernorm]
+    pretrain:  encoder -> encoder_to_decoder, + pos  |  mask_token + pos  -> decoder blocks
+               -> last Nm tokens -> norm -> head -> MSE against the (normalised) masked patches
+    classify:  encoder -> mean over tokens -> fc_norm  (or token 0) -> classifier -> loss
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from . import checkpoint as ckpt
+from .config import VideoMAEConfig, _atomic_write_text
+from .masking import visible_and_masked_indices
+from .ops.block import block_backward, block_forward, block_param_names
+from .ops.layernorm import layernorm_backward, layernorm_forward
+from .ops.linear import linear_backward, linear_forward
+from .ops.losses import (bce_with_logits_backward, bce_with_logits_forward, cross_entropy_backward,
+                         cross_entropy_forward, mse_backward, mse_forward)
+from .ops.patch_embed import patch_embed_backward, patch_embed_forward
+from .ops.patchify import patchify
+from .outputs import BaseModelOutput, ImageClassifierOutput, VideoMAEForPreTrainingOutput
+from .positions import sinusoid_table
+
+# transformers.utils.constants: ImageNet statistics used to un-normalise pixels for the target
+IMAGENET_DEFAULT_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_DEFAULT_STD = (0.229, 0.224, 0.225)
+HEAD_NORM_EPS = 1e-5       # decoder.norm and fc_norm are nn.LayerNorm with torch's default eps
+NORM_PIX_EPS = 1e-6        # added to the per-patch std of the norm-pix target
+DTYPES = (np.float32, np.float64)
+
+PATCH_W = "embeddings.patch_embeddings.projection.weight"
+PATCH_B = "embeddings.patch_embeddings.projection.bias"
+BASE_PREFIX = "videomae."
+# key prefixes of the heads; a checkpoint of one head loads into another without them
+HEAD_KEYS = ("mask_token", "encoder_to_decoder.", "decoder.", "fc_norm.", "classifier.")
+
+
+def _layer_key(prefix, i, name):
+    return f"{prefix}encoder.layer.{i}.{name}"
+
+
+# ------------------------------------------------------------------------------------------------
+# input checks
+# ------------------------------------------------------------------------------------------------
+def _check_pixels(cfg, pixel_values, dtype):
+    x = np.asarray(pixel_values)
+    if x.ndim != 5:
+        raise ValueError(f"pixel_values must be (batch, frames, channels, height, width); got shape {x.shape}")
+    B, T, C, H, W = x.shape
+    if C != cfg.num_channels:
+        raise ValueError(f"pixel_values has {C} channels (axis 2), the config expects {cfg.num_channels}")
+    if (H, W) != cfg.image_hw:
+        raise ValueError(f"pixel_values frames are {H}x{W}, the config expects {cfg.image_hw[0]}x{cfg.image_hw[1]}")
+    if T != cfg.num_frames:
+        raise ValueError(f"pixel_values has {T} frames (axis 1), the config expects {cfg.num_frames}")
+    if B < 1:
+        raise ValueError("pixel_values holds an empty batch")
+    if not np.issubdtype(x.dtype, np.floating) and not np.issubdtype(x.dtype, np.integer):
+        raise TypeError(f"pixel_values must be a real number array, got dtype {x.dtype}")
+    x = x.astype(dtype, copy=False)
+    if not np.isfinite(x).all():
+        raise ValueError("pixel_values contains NaN or infinite values")
+    return x
+
+
+def _check_mask(cfg, mask, batch):
+    if mask is None:
+        return None
+    m = np.asarray(mask)
+    if m.dtype != np.bool_:
+        raise TypeError(f"bool_masked_pos must be a bool array (True = masked), got dtype {m.dtype}")
+    if m.shape != (batch, cfg.num_patches):
+        raise ValueError(f"bool_masked_pos must have shape (batch, num_patches) = "
+                         f"({batch}, {cfg.num_patches}), got {m.shape}")
+    counts = m.sum(axis=1)
+    if np.any(counts != counts[0]):
+        raise ValueError(f"every sample must mask the same number of tokens; counts per sample are "
+                         f"{counts.tolist()}")
+    if counts[0] == cfg.num_patches:
+        raise ValueError("bool_masked_pos masks every token: the encoder needs at least one visible token")
+    return m
+
+
+def _head_mask(cfg, head_mask, num_layers, num_heads, dtype):
+    if head_mask is None:
+        return [None] * num_layers
+    hm = np.asarray(head_mask, dtype=dtype)
+    if hm.shape == (num_heads,):
+        hm = np.broadcast_to(hm, (num_layers, num_heads))
+    if hm.shape != (num_layers, num_heads):
+        raise ValueError(f"head_mask must have shape (num_heads,) = ({num_heads},) or (num_layers, "
+                         f"num_heads) = ({num_layers}, {num_heads}); got {np.shape(head_mask)}")
+    return [np.ascontiguousarray(hm[i]) for i in range(num_layers)]
+
+
+# ------------------------------------------------------------------------------------------------
+# parameter initialisation (transformers' _init_weights: N(0, initializer_range) for linear and conv
+# weights, zero biases, LayerNorm weight 1 / bias 0; the mask token starts at zero)
+# ------------------------------------------------------------------------------------------------
+def _encoder_shapes(cfg: VideoMAEConfig, prefix: str) -> dict:
+    D, I, t, p, C = cfg.hidden_size, cfg.intermediate_size, cfg.tubelet_size, cfg.patch_size, cfg.num_channels
+    shapes = {prefix + PATCH_W: (D, C, t, p, p), prefix + PATCH_B: (D,)}
+    for i in range(cfg.num_hidden_layers):
+        shapes.update(_block_shapes(f"{prefix}encoder.layer.{i}.", D, I, cfg.qv_bias))
+    if not cfg.use_mean_pooling:
+        shapes[prefix + "layernorm.weight"] = (D,)
+        shapes[prefix + "layernorm.bias"] = (D,)
+    return shapes
+
+
+def _block_shapes(prefix, D, I, qv_bias):
+    out = {}
+    for name in block_param_names(qv_bias):
+        if name.startswith("attention."):
+            shape = (D, D) if name.endswith("weight") else (D,)
+        elif name.startswith("intermediate."):
+            shape = (I, D) if name.endswith("weight") else (I,)
+        elif name.startswith("output."):
+            shape = (D, I) if name.endswith("weight") else (D,)
+        else:
+            shape = (D,)
+        out[prefix + name] = shape
+    return out
+
+
+def _init_params(shapes: dict, cfg, seed, dtype) -> dict:
+    rng = np.random.default_rng(seed)
+    std = cfg.initializer_range or 0.02
+    params = {}
+    for name, shape in shapes.items():
+        leaf = name.rsplit(".", 1)[-1]
+        is_norm = "layernorm" in name or ".norm." in name or name.startswith("fc_norm")
+        if name == "mask_token" or leaf == "bias":
+            a = np.zeros(shape)
+        elif is_norm:
+            a = np.ones(shape)
+        else:
+            a = rng.normal(0.0, std, size=shape)
+        params[name] = a.astype(dtype)
+    return params
+
+
+# ------------------------------------------------------------------------------------------------
+# the encoder, shared by the three classes
+# ------------------------------------------------------------------------------------------------
+def encoder_forward(P, prefix, cfg, pos, x, mask, head_masks, want_hidden, want_attn, keep_cache):
+    """x: (B, T, C, H, W) -> (B, Nv, D) tokens, hidden states, attentions, cache."""
+    tokens, c_pe = patch_embed_forward(x, P[prefix + PATCH_W], P[prefix + PATCH_B],
+                                       cfg.tubelet_size, cfg.patch_size)       # (B, N, D)
+    tokens += pos                                                              # before masking
+    vis_idx = None
+    if mask is not None:
+        vis_idx, _ = visible_and_masked_indices(mask)
+        tokens = np.take_along_axis(tokens, vis_idx[:, :, None], axis=1)      # (B, Nv, D)
+    h = tokens
+    hidden, attns, caches = [h], [], []
+    names = block_param_names(cfg.qv_bias)
+    for i in range(cfg.num_hidden_layers):
+        p = {n: P[_layer_key(prefix, i, n)] for n in names}
+        h, probs, c = block_forward(h, p, cfg.num_attention_heads, cfg.layer_norm_eps, cfg.hidden_act,
+                                    head_masks[i])
+        if keep_cache:
+            caches.append(c)
+        if want_hidden:
+            hidden.append(h)
+        if want_attn:
+            attns.append(probs)
+    c_ln = None
+    if not cfg.use_mean_pooling:
+        h, c_ln = layernorm_forward(h, P[prefix + "layernorm.weight"], P[prefix + "layernorm.bias"],
+                                    cfg.layer_norm_eps)
+    cache = (c_pe, vis_idx, caches, c_ln, tokens.shape[1] if mask is None else mask.shape[1])
+    return h, (tuple(hidden) if want_hidden else None), (tuple(attns) if want_attn else None), cache
+
+
+def encoder_backward(dh, cache, prefix, cfg, grads, need_input_grad=False):
+    """dh: (B, Nv, D) -> grads filled in place; returns d(pixel_values) or None."""
+    c_pe, vis_idx, caches, c_ln, N = cache
+    if c_ln is not None:
+        dh, grads[prefix + "layernorm.weight"], grads[prefix + "layernorm.bias"] = layernorm_backward(dh, c_ln)
+    for i in reversed(range(len(caches))):
+        dh, g, _ = block_backward(dh, caches[i])
+        for n, v in g.items():
+            grads[_layer_key(prefix, i, n)] = v
+    if vis_idx is not None:            # scatter the visible tokens' gradient back to all N slots
+        full = np.zeros((dh.shape[0], N, dh.shape[2]), dh.dtype)
+        np.put_along_axis(full, vis_idx[:, :, None], dh, axis=1)
+        dh = full
+    # the position table is a constant: its gradient is dropped
+    dx, grads[prefix + PATCH_W], grads[prefix + PATCH_B] = patch_embed_backward(dh, c_pe, need_input_grad)
+    return dx
+
+
+# ------------------------------------------------------------------------------------------------
+# the classes
+# ------------------------------------------------------------------------------------------------
+class VideoMAEPreTrainedModel:
+    """Shared machinery: parameters, state dict, checkpoints."""
+
+    prefix = BASE_PREFIX  # where the encoder's keys live in this class's state dict
+
+    def __init__(self, config: VideoMAEConfig, seed: int | None = 0, dtype=np.float32):
+        if not isinstance(config, VideoMAEConfig):
+            raise TypeError(f"config must be a VideoMAEConfig, got {type(config).__name__}")
+        dtype = np.dtype(dtype).type
+        if dtype not in DTYPES:
+            raise TypeError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
+        self.config = config
+        self.dtype = dtype
+        self.training = False
+        self.params = _init_params(self._shapes(), config, seed, dtype)
+        self._pos = sinusoid_table(config.num_patches, config.hidden_size, dtype)
+
+    # --- subclasses say which tensors they have ------------------------------------------------
+    def _shapes(self) -> dict:
+        raise NotImplementedError
+
+    # --- state dict -----------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """{transformers key: array}; the arrays are the model's own (not copies)."""
+        return dict(self.params)
+
+    def load_state_dict(self, state_dict: dict, strict: bool = True):
+        """Replace parameters (cast to the model's dtype). Legacy q_bias/v_bias names are accepted.
+
+        strict: every expected key must be present and no other key may be; otherwise missing keys
+        keep their current values and unknown keys are reported. Shapes are always checked.
+        Returns (missing, unexpected).
+        """
+        sd = ckpt.rename_legacy_keys(state_dict)
+        shapes = self._shapes()
+        missing = sorted(set(shapes) - set(sd))
+        unexpected = sorted(set(sd) - set(shapes))
+        if strict and (missing or unexpected):
+            raise KeyError(f"{type(self).__name__}.load_state_dict: missing keys {missing[:10]}"
+                           f"{'...' if len(missing) > 10 else ''}, unexpected keys {unexpected[:10]}"
+                           f"{'...' if len(unexpected) > 10 else ''}")
+        new = {}
+        for k, shape in shapes.items():
+            if k not in sd:
+                continue
+            a = np.asarray(sd[k])
+            if tuple(a.shape) != tuple(shape):
+                raise ckpt.CheckpointError(f"{k}: expected shape {tuple(shape)} from the config, found "
+                                           f"{tuple(a.shape)}")
+            if not np.issubdtype(a.dtype, np.floating):
+                raise ckpt.CheckpointError(f"{k}: expected a float tensor, found dtype {a.dtype}")
+            new[k] = np.array(a, dtype=self.dtype, copy=True)
+        self.params.update(new)
+        return missing, unexpected
+
+    def num_parameters(self) -> int:
+        return int(sum(a.size for a in self.params.values()))
+
+    def astype(self, dtype):
+        """A copy of this model in another float dtype."""
+        other = type(self)(self.config, seed=None, dtype=dtype)
+        other.load_state_dict(self.params)
+        return other
+
+    # --- checkpoints ----------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, directory, dtype=np.float32, config: VideoMAEConfig | None = None):
+        """Load a directory written by transformers' (or our) ``save_pretrained``.
+
+        Like transformers, the encoder of any VideoMAE checkpoint loads into any of the three
+        classes: head tensors of another class are ignored, this class's missing head tensors are
+        freshly initialised (with a warning). A missing encoder tensor is an error.
+        """
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise FileNotFoundError(f"{directory} is not a directory (expected one written by save_pretrained)")
+        config = config or VideoMAEConfig.from_pretrained(directory)
+        sd = ckpt.rename_legacy_keys(ckpt.read_weights(directory))
+        model = cls(config, seed=0, dtype=dtype)
+        sd = model._adapt_prefix(sd)
+        shapes = model._shapes()
+        missing = sorted(set(shapes) - set(sd))
+        unexpected = sorted(set(sd) - set(shapes))
+        foreign = [k for k in unexpected if k.startswith(HEAD_KEYS)]
+        stray = [k for k in unexpected if k not in foreign]
+        if stray:
+            raise ckpt.CheckpointError(f"{directory}: tensors that belong to no VideoMAE model: {stray[:10]}")
+        enc_missing = [k for k in missing if not k.startswith(HEAD_KEYS)]
+        if enc_missing:
+            raise ckpt.CheckpointError(f"{directory}: encoder tensors missing from the checkpoint: "
+                                       f"{enc_missing[:10]}{'...' if len(enc_missing) > 10 else ''}")
+        same_class = (config.architectures or [None])[0] == cls.__name__
+        if missing and same_class:
+            raise ckpt.CheckpointError(f"{directory}: a {cls.__name__} checkpoint without {missing[:10]}")
+        if missing:
+            warnings.warn(f"{cls.__name__}: {len(missing)} head tensors are not in the checkpoint and "
+                          f"were newly initialised: {missing[:6]}{'...' if len(missing) > 6 else ''}",
+                          stacklevel=2)
+        model.load_state_dict({k: sd[k] for k in shapes if k in sd}, strict=False)
+        model.loading_info = {"missing_keys": missing, "unexpected_keys": unexpected}
+        return model
+
+    def _adapt_prefix(self, sd: dict) -> dict:
+        """Map a checkpoint's keys to this class's scheme (encoder keys with or without 'videomae.')."""
+        has_prefixed = any(k.startswith(BASE_PREFIX) for k in sd)
+        if self.prefix and not has_prefixed:         # base-model checkpoint into a head model
+            return {(k if k.startswith(HEAD_KEYS) else BASE_PREFIX + k): v for k, v in sd.items()}
+        if not self.prefix and has_prefixed:         # head checkpoint into the base model
+            return {(k[len(BASE_PREFIX):] if k.startswith(BASE_PREFIX) else k): v for k, v in sd.items()}
+        return sd
+
+    def save_pretrained(self, directory):
+        """Write config.json + model.safetensors that transformers loads with no missing keys."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        cfg = self.config.to_dict()
+        cfg["architectures"] = [type(self).__name__]
+        cfg["dtype"] = np.dtype(self.dtype).name
+        ckpt.write_safetensors(directory / ckpt.WEIGHTS_NAME, self.params)
+        import json
+        _atomic_write_text(directory / "config.json", json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+
+    # --- shared pieces of forward ---------------------------------------------------------------
+    def _encode(self, pixel_values, bool_masked_pos, head_mask, want_hidden, want_attn, keep_cache):
+        cfg = self.config
+        x = _check_pixels(cfg, pixel_values, self.dtype)
+        mask = _check_mask(cfg, bool_masked_pos, x.shape[0])
+        hms = _head_mask(cfg, head_mask, cfg.num_hidden_layers, cfg.num_attention_heads, self.dtype)
+        h, hidden, attns, cache = encoder_forward(self.params, self.prefix, cfg, self._pos, x, mask, hms,
+                                                  want_hidden, want_attn, keep_cache)
+        return x, mask, h, hidden, attns, cache
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    def __repr__(self):
+        return (f"{type(self).__name__}({self.num_parameters():,} parameters, dtype={np.dtype(self.dtype).name}, "
+                f"hidden={self.config.hidden_size}, layers={self.config.num_hidden_layers})")
+
+
+class VideoMAEModel(VideoMAEPreTrainedModel):
+    """The bare encoder: tokens out, no head."""
+
+    prefix = ""
+
+    def _shapes(self):
+        return _encoder_shapes(self.config, "")
+
+    def forward(self, pixel_values, bool_masked_pos=None, output_hidden_states=False,
+                output_attentions=False, head_mask=None):
+        _, _, h, hidden, attns, _ = self._encode(pixel_values, bool_masked_pos, head_mask,
+                                                 output_hidden_states, output_attentions, False)
+        return BaseModelOutput(last_hidden_state=h, hidden_states=hidden, attentions=attns)
+
+    def value_and_grad(self, pixel_values, bool_masked_pos=None, labels=None, grad_output=None,
+                       head_mask=None, input_grad=False):
+        """Gradients of sum(last_hidden_state * grad_output) (grad_output defaults to ones).
+
+        The bare encoder has no loss; ``labels`` must be None. Returns (output, grads); with
+        input_grad=True grads also holds "pixel_values".
+        """
+        if labels is not None:
+            raise ValueError("VideoMAEModel has no loss and takes no labels")
+        x, mask, h, _, _, cache = self._encode(pixel_values, bool_masked_pos, head_mask, False, False, True)
+        if grad_output is None:
+            grad_output = np.ones_like(h)
+        elif np.shape(grad_output) != h.shape:
+            raise ValueError(f"grad_output must have the shape of last_hidden_state {h.shape}, got "
+                             f"{np.shape(grad_output)}")
+        grads = {}
+        dx = encoder_backward(np.asarray(grad_output, self.dtype), cache, "", self.config, grads, input_grad)
+        out = BaseModelOutput(last_hidden_state=h)
+        return out, _finish_grads(self, grads, dx)
+
+
+def _finish_grads(model, grads, dx):
+    out = {k: grads[k] for k in model.params}      # exactly the state dict's keys, in its order
+    if dx is not None:
+        out["pixel_values"] = dx
+    return out
+
+
+class VideoMAEForPreTraining(VideoMAEPreTrainedModel):
+    """Encoder + decoder that reconstructs the masked tubelets (the self-supervised objective)."""
+
+    def __init__(self, config, seed=0, dtype=np.float32):
+        super().__init__(config, seed, dtype)
+        self._dec_pos = sinusoid_table(config.num_patches, config.decoder_hidden_size, dtype)
+
+    def _shapes(self):
+        cfg = self.config
+        Dd = cfg.decoder_hidden_size
+        shapes = {"mask_token": (1, 1, Dd)}
+        shapes.update(_encoder_shapes(cfg, BASE_PREFIX))
+        shapes["encoder_to_decoder.weight"] = (Dd, cfg.hidden_size)
+        for i in range(cfg.decoder_num_hidden_layers):
+            shapes.update(_block_shapes(f"decoder.decoder_layers.{i}.", Dd, cfg.decoder_intermediate_size,
+                                        cfg.qv_bias))
+        shapes["decoder.norm.weight"] = (Dd,)
+        shapes["decoder.norm.bias"] = (Dd,)
+        shapes["decoder.head.weight"] = (cfg.pixels_per_token, Dd)
+        shapes["decoder.head.bias"] = (cfg.pixels_per_token,)
+        return shapes
+
+    def targets(self, pixel_values):
+        """The reconstruction target of every token: (B, N, P), P = t*p*p*C channel-last.
+
+        RGB input is first un-normalised with the ImageNet statistics (whatever the processor
+        used, as transformers does); with norm_pix_loss each token is standardised per channel
+        over its t*p*p pixels with the unbiased std.
+        """
+        cfg = self.config
+        x = _check_pixels(cfg, pixel_values, self.dtype)
+        return pixel_targets(x, cfg)
+
+    def forward(self, pixel_values, bool_masked_pos=None, output_hidden_states=False,
+                output_attentions=False, head_mask=None):
+        out, _ = self._run(pixel_values, bool_masked_pos, head_mask, output_hidden_states,
+                           output_attentions, keep_cache=False)
+        return out
+
+    def _run(self, pixel_values, bool_masked_pos, head_mask, want_hidden, want_attn, keep_cache):
+        cfg = self.config
+        if bool_masked_pos is None:
+            raise ValueError("VideoMAEForPreTraining needs bool_masked_pos (B, N): which tokens to hide "
+                             "(see videomae_np.masking.tube_mask)")
+        x, mask, h, hidden, attns, c_enc = self._encode(pixel_values, bool_masked_pos, head_mask,
+                                                        want_hidden, want_attn, keep_cache)
+        P = self.params
+        B, Nv, _ = h.shape
+        N = cfg.num_patches
+        Nm = N - Nv
+        if Nm == 0:
+            raise ValueError("bool_masked_pos masks no token: there is nothing to reconstruct")
+        vis_idx, msk_idx = visible_and_masked_indices(mask)
+        e2d, c_e2d = linear_forward(h, P["encoder_to_decoder.weight"])                 # (B, Nv, Dd)
+        # decoder input: visible tokens first, then one mask token per hidden position, each plus
+        # the position it stands for (the visible order is not restored; the positions say it)
+        z = np.concatenate([e2d + self._dec_pos[vis_idx], P["mask_token"] + self._dec_pos[msk_idx]],
+                           axis=1)                                                      # (B, N, Dd)
+        caches = []
+        names = block_param_names(cfg.qv_bias)
+        for i in range(cfg.decoder_num_hidden_layers):
+            p = {n: P[f"decoder.decoder_layers.{i}.{n}"] for n in names}
+            z, _, c = block_forward(z, p, cfg.decoder_num_attention_heads, cfg.layer_norm_eps, cfg.hidden_act)
+            if keep_cache:
+                caches.append(c)
+        zm = z[:, -Nm:]                                                                 # (B, Nm, Dd)
+        zn, c_norm = layernorm_forward(zm, P["decoder.norm.weight"], P["decoder.norm.bias"], HEAD_NORM_EPS)
+        logits, c_head = linear_forward(zn, P["decoder.head.weight"], P["decoder.head.bias"])  # (B, Nm, P)
+        labels = np.take_along_axis(pixel_targets(x, cfg), msk_idx[:, :, None], axis=1)
+        loss, c_loss = mse_forward(logits, labels)
+        out = VideoMAEForPreTrainingOutput(loss=loss, logits=logits, hidden_states=hidden, attentions=attns)
+        return out, (c_enc, c_e2d, caches, N, Nm, c_norm, c_head, c_loss)
+
+    def value_and_grad(self, pixel_values, bool_masked_pos=None, labels=None, head_mask=None,
+                       input_grad=False):
+        """(output, grads) of the reconstruction loss; grads has exactly state_dict()'s keys."""
+        if labels is not None:
+            raise ValueError("VideoMAEForPreTraining builds its own targets from pixel_values; pass labels=None")
+        out, cache = self._run(pixel_values, bool_masked_pos, head_mask, False, False, keep_cache=True)
+        c_enc, c_e2d, caches, N, Nm, c_norm, c_head, c_loss = cache
+        g = {}
+        dlogits = mse_backward(1.0, c_loss)
+        dzn, g["decoder.head.weight"], g["decoder.head.bias"] = linear_backward(dlogits, c_head)
+        dzm, g["decoder.norm.weight"], g["decoder.norm.bias"] = layernorm_backward(dzn, c_norm)
+        dz = np.zeros((dzm.shape[0], N, dzm.shape[2]), dzm.dtype)
+        dz[:, -Nm:] = dzm                                    # the visible slots fed no logit
+        for i in reversed(range(len(caches))):
+            dz, gb, _ = block_backward(dz, caches[i])
+            for n, v in gb.items():
+                g[f"decoder.decoder_layers.{i}.{n}"] = v
+        Nv = N - Nm
+        g["mask_token"] = dz[:, Nv:].sum(axis=(0, 1)).reshape(1, 1, -1)
+        dh, g["encoder_to_decoder.weight"], _ = linear_backward(np.ascontiguousarray(dz[:, :Nv]), c_e2d)
+        dx = encoder_backward(dh, c_enc, BASE_PREFIX, self.config, g, input_grad)
+        return out, _finish_grads(self, g, dx)
+
+
+def pixel_targets(x, cfg):
+    """(B, T, C, H, W) model-dtype pixels -> (B, N, t*p*p*C) pretraining targets (see targets())."""
+    dtype = x.dtype.type
+    C = cfg.num_channels
+    if C == 3:
+        # torch.as_tensor of Python floats makes float32 constants; we round the same way
+        mean = np.asarray(IMAGENET_DEFAULT_MEAN, np.float32).astype(dtype)[None, None, :, None, None]
+        std = np.asarray(IMAGENET_DEFAULT_STD, np.float32).astype(dtype)[None, None, :, None, None]
+        frames = x * std + mean                                  # back to [0, 1]
+    else:
+        frames = x                                               # no statistics to undo
+    t, p = cfg.tubelet_size, cfg.patch_size
+    B, N = x.shape[0], cfg.num_patches
+    if cfg.norm_pix_loss:
+        patches = patchify(frames, t, p).reshape(B, N, t * p * p, C)
+        mu = patches.mean(axis=2, keepdims=True)
+        sd = np.sqrt(patches.var(axis=2, ddof=1, keepdims=True))
+        patches = (patches - mu) / (sd + dtype(NORM_PIX_EPS))
+        return patches.reshape(B, N, -1)
+    if C != 3:
+        raise ValueError(f"norm_pix_loss=False needs RGB input to un-normalise, but num_channels={C}; "
+                         "set config.norm_pix_loss=True")
+    return patchify(frames, t, p)
+
+
+class VideoMAEForVideoClassification(VideoMAEPreTrainedModel):
+    """Encoder + pooled linear classifier (mean over tokens + fc_norm, or token 0)."""
+
+    def _shapes(self):
+        cfg = self.config
+        shapes = _encoder_shapes(cfg, BASE_PREFIX)
+        D = cfg.hidden_size
+        if cfg.use_mean_pooling:
+            shapes["fc_norm.weight"] = (D,)
+            shapes["fc_norm.bias"] = (D,)
+        if cfg.num_labels > 0:
+            shapes["classifier.weight"] = (cfg.num_labels, D)
+            shapes["classifier.bias"] = (cfg.num_labels,)
+        return shapes
+
+    def forward(self, pixel_values, labels=None, output_hidden_states=False, output_attentions=False,
+                head_mask=None):
+        out, _ = self._run(pixel_values, labels, head_mask, output_hidden_states, output_attentions, False)
+        return out
+
+    def _problem_type(self, labels):
+        cfg = self.config
+        if cfg.problem_type is not None:
+            return cfg.problem_type
+        if cfg.num_labels == 1:
+            return "regression"
+        if np.issubdtype(labels.dtype, np.integer):
+            return "single_label_classification"
+        return "multi_label_classification"
+
+    def _run(self, pixel_values, labels, head_mask, want_hidden, want_attn, keep_cache):
+        cfg, P = self.config, self.params
+        x, _, h, hidden, attns, c_enc = self._encode(pixel_values, None, head_mask, want_hidden, want_attn,
+                                                     keep_cache)
+        B, N, D = h.shape
+        if cfg.use_mean_pooling:
+            pooled, c_pool = layernorm_forward(h.mean(axis=1), P["fc_norm.weight"], P["fc_norm.bias"],
+                                               HEAD_NORM_EPS)                             # (B, D)
+        else:
+            pooled, c_pool = h[:, 0], None                                               # token 0
+        if cfg.num_labels > 0:
+            logits, c_cls = linear_forward(pooled, P["classifier.weight"], P["classifier.bias"])
+        else:
+            logits, c_cls = pooled, None
+        loss, c_loss = None, None
+        if labels is not None:
+            loss, c_loss = self._loss(logits, np.asarray(labels))
+        out = ImageClassifierOutput(loss=loss, logits=logits, hidden_states=hidden, attentions=attns)
+        return out, (c_enc, N, c_pool, c_cls, c_loss)
+
+    def _loss(self, logits, labels):
+        kind = self._problem_type(labels)
+        B, K = logits.shape
+        if kind == "regression":
+            y = labels.astype(self.dtype)
+            if K == 1:          # transformers squeezes both sides when there is one output
+                if y.size != B:
+                    raise ValueError(f"regression labels must hold one value per sample ({B}), got shape {labels.shape}")
+                loss, c = mse_forward(logits.reshape(-1), y.reshape(-1))
+            else:
+                if y.shape != logits.shape:
+                    raise ValueError(f"regression labels must have shape {logits.shape}, got {labels.shape}")
+                loss, c = mse_forward(logits, y)
+        elif kind == "single_label_classification":
+            if not np.issubdtype(labels.dtype, np.integer):
+                raise TypeError(f"single-label classification needs integer labels, got dtype {labels.dtype}")
+            if labels.size != B:
+                raise ValueError(f"labels must hold one class index per sample ({B}), got shape {labels.shape}")
+            loss, c = cross_entropy_forward(logits, labels.reshape(-1))
+        else:
+            if labels.shape != logits.shape:
+                raise ValueError(f"multi-label targets must have shape {logits.shape}, got {labels.shape}")
+            loss, c = bce_with_logits_forward(logits, labels.astype(self.dtype))
+        return loss, (kind, c)
+
+    def value_and_grad(self, pixel_values, bool_masked_pos=None, labels=None, head_mask=None,
+                       input_grad=False):
+        """(output, grads) of the classification loss; grads has exactly state_dict()'s keys."""
+        if bool_masked_pos is not None:
+            raise ValueError("VideoMAEForVideoClassification sees every token; pass bool_masked_pos=None")
+        if labels is None:
+            raise ValueError("value_and_grad of a classifier needs labels")
+        out, cache = self._run(pixel_values, labels, head_mask, False, False, True)
+        c_enc, N, c_pool, c_cls, (kind, c_loss) = cache
+        cfg, g = self.config, {}
+        if kind == "regression":
+            dlogits = mse_backward(1.0, c_loss).reshape(out.logits.shape)
+        elif kind == "single_label_classification":
+            dlogits = cross_entropy_backward(1.0, c_loss)
+        else:
+            dlogits = bce_with_logits_backward(1.0, c_loss)
+        if c_cls is not None:
+            dpooled, g["classifier.weight"], g["classifier.bias"] = linear_backward(dlogits, c_cls)
+        else:
+            dpooled = dlogits
+        B, D = dpooled.shape
+        if cfg.use_mean_pooling:
+            dmean, g["fc_norm.weight"], g["fc_norm.bias"] = layernorm_backward(dpooled, c_pool)
+            dh = np.broadcast_to((dmean / N)[:, None, :], (B, N, D)).copy()
+        else:
+            dh = np.zeros((B, N, D), dpooled.dtype)
+            dh[:, 0] = dpooled
+        dx = encoder_backward(dh, c_enc, BASE_PREFIX, cfg, g, input_grad)
+        return out, _finish_grads(self, g, dx)

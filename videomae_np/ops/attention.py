@@ -1,0 +1,85 @@
+"""Multi-head self-attention of VideoMAE (no causal mask, no key bias).
+
+    q = x Wq^T + bq,  k = x Wk^T,  v = x Wv^T + bv            (bq, bv present iff config.qv_bias)
+    P = softmax(q k^T * d^-1/2)  per head,  P' = P * head_mask[head]
+    out = concat_heads(P' v) Wo^T + bo
+
+The three projections run as one matmul against the stacked (3C, C) weight. The key bias is
+structurally zero: VideoMAE follows BEiT, whose key projection has no bias.
+
+Backward, read bottom-up from the forward:
+    dctx = dout Wo;   dP' = dctx v^T;   dv = P'^T dctx;   dP = dP' * head_mask
+    ds = scale * P * (dP - rowsum(dP * P))                        (kernels.softmax_bwd)
+    dq = ds k;   dk = ds^T q;   dx = [dq dk dv] W_qkv
+"""
+
+import numpy as np
+
+from .softmax import softmax_backward, softmax_forward
+
+# Parameter names of one attention layer (short names; ops/block.py maps them to HF keys).
+ATTN_PARAMS = ("q_w", "q_b", "k_w", "v_w", "v_b", "o_w", "o_b")
+
+
+def attention_forward(x, p, num_heads, head_mask=None):
+    """x: (B, N, C); p: dict of ATTN_PARAMS (q_b/v_b may be None); head_mask: (h,) | None.
+
+    Returns out (B, N, C), probs (B, h, N, N) (after the head mask, as transformers reports them),
+    and the cache for attention_backward.
+    """
+    B, N, C = x.shape
+    h = num_heads
+    d = C // h
+    scale = d ** -0.5
+    has_qv_bias = p["q_b"] is not None
+    w_qkv = np.concatenate([p["q_w"], p["k_w"], p["v_w"]])                        # (3C, C)
+    qkv = x @ w_qkv.T                                                               # (B, N, 3C)
+    if has_qv_bias:
+        qkv[..., :C] += p["q_b"]
+        qkv[..., 2 * C:] += p["v_b"]
+    qkv = np.ascontiguousarray(qkv.reshape(B, N, 3, h, d).transpose(2, 0, 3, 1, 4))  # (3, B, h, N, d)
+    q, k, v = qkv[0], qkv[1], qkv[2]
+    s = q @ k.transpose(0, 1, 3, 2)                                                 # (B, h, N, N)
+    probs, sm_cache = softmax_forward(s, scale)
+    del s
+    pm = probs if head_mask is None else probs * head_mask[None, :, None, None]
+    ctx = (pm @ v).transpose(0, 2, 1, 3).reshape(B, N, C)                          # (B, N, C)
+    out = ctx @ p["o_w"].T + p["o_b"]
+    cache = (x, w_qkv, qkv, sm_cache, head_mask, pm, ctx, p["o_w"], has_qv_bias)
+    return out, pm, cache
+
+
+def attention_backward(dout, cache):
+    """dout: (B, N, C) -> dx (B, N, C), grads dict of ATTN_PARAMS, d(head_mask) (h,) | None."""
+    x, w_qkv, qkv, sm_cache, head_mask, pm, ctx, o_w, has_qv_bias = cache
+    _, B, h, N, d = qkv.shape
+    C = h * d
+    q, k, v = qkv[0], qkv[1], qkv[2]
+    dout2 = dout.reshape(-1, C)
+    g = {"o_w": dout2.T @ ctx.reshape(-1, C), "o_b": dout2.sum(axis=0)}
+    dctx = (dout @ o_w).reshape(B, N, h, d).transpose(0, 2, 1, 3)                  # (B, h, N, d)
+
+    dqkv = np.empty_like(qkv)                                                       # (3, B, h, N, d)
+    dpm = dctx @ v.transpose(0, 1, 3, 2)                                            # (B, h, N, N)
+    np.matmul(pm.transpose(0, 1, 3, 2), dctx, out=dqkv[2])                          # dv
+    dhead = None
+    if head_mask is not None:
+        probs = sm_cache[0]
+        dhead = np.einsum("bhij,bhij->h", dpm, probs)
+        dpm *= head_mask[None, :, None, None]
+    ds = softmax_backward(dpm, sm_cache)                                            # includes scale
+    del dpm
+    np.matmul(ds, k, out=dqkv[0])                                                   # dq
+    np.matmul(ds.transpose(0, 1, 3, 2), q, out=dqkv[1])                             # dk
+    del ds
+
+    dqkv2 = dqkv.transpose(1, 3, 0, 2, 4).reshape(B * N, 3 * C)                     # (B*N, 3C)
+    dx = (dqkv2 @ w_qkv).reshape(B, N, C)
+    dw = dqkv2.T @ x.reshape(-1, C)                                                 # (3C, C)
+    g["q_w"], g["k_w"], g["v_w"] = dw[:C], dw[C:2 * C], dw[2 * C:]
+    if has_qv_bias:
+        db = dqkv2.sum(axis=0)
+        g["q_b"], g["v_b"] = db[:C], db[2 * C:]
+    else:
+        g["q_b"] = g["v_b"] = None
+    return dx, g, dhead

@@ -1,0 +1,60 @@
+"""Pre-norm transformer block of VideoMAE (``VideoMAELayer`` in transformers):
+
+    x1 = x + Attention(LN_before(x))
+    y  = x1 + MLP(LN_after(x1))
+
+Parameters are passed as a dict with the block's transformers key names (below), so the
+model hands over ``state_dict`` slices directly and gets gradients back under the same names.
+"""
+
+from .attention import attention_backward, attention_forward
+from .layernorm import layernorm_backward, layernorm_forward
+from .mlp import mlp_backward, mlp_forward
+
+# short op name -> key inside one transformers VideoMAELayer
+ATTN_KEYS = {
+    "q_w": "attention.attention.query.weight", "q_b": "attention.attention.query.bias",
+    "k_w": "attention.attention.key.weight",
+    "v_w": "attention.attention.value.weight", "v_b": "attention.attention.value.bias",
+    "o_w": "attention.output.dense.weight", "o_b": "attention.output.dense.bias",
+}
+MLP_KEYS = {
+    "fc1_w": "intermediate.dense.weight", "fc1_b": "intermediate.dense.bias",
+    "fc2_w": "output.dense.weight", "fc2_b": "output.dense.bias",
+}
+LN_KEYS = ("layernorm_before.weight", "layernorm_before.bias",
+           "layernorm_after.weight", "layernorm_after.bias")
+
+
+def block_param_names(qv_bias):
+    names = [v for k, v in ATTN_KEYS.items() if qv_bias or k not in ("q_b", "v_b")]
+    return names + list(MLP_KEYS.values()) + list(LN_KEYS)
+
+
+def block_forward(x, p, num_heads, eps, act, head_mask=None):
+    """x: (B, N, C), p: {transformers key: array} -> y (B, N, C), attention probs, cache."""
+    pa = {k: p.get(v) for k, v in ATTN_KEYS.items()}
+    pm = {k: p[v] for k, v in MLP_KEYS.items()}
+    h1, c_ln1 = layernorm_forward(x, p["layernorm_before.weight"], p["layernorm_before.bias"], eps)
+    a, probs, c_att = attention_forward(h1, pa, num_heads, head_mask)
+    x1 = a
+    x1 += x                                                   # first residual
+    h2, c_ln2 = layernorm_forward(x1, p["layernorm_after.weight"], p["layernorm_after.bias"], eps)
+    y, c_mlp = mlp_forward(h2, pm, act)
+    y += x1                                                   # second residual
+    return y, probs, (c_ln1, c_att, c_ln2, c_mlp)
+
+
+def block_backward(dy, cache):
+    """dy: (B, N, C) -> dx (B, N, C), grads {transformers key: array}, d(head_mask) | None."""
+    c_ln1, c_att, c_ln2, c_mlp = cache
+    g = {}
+    dh2, gm = mlp_backward(dy, c_mlp)
+    dx1, g["layernorm_after.weight"], g["layernorm_after.bias"] = layernorm_backward(dh2, c_ln2)
+    dx1 += dy                                                 # through the second residual
+    dh1, ga, dhead = attention_backward(dx1, c_att)
+    dx, g["layernorm_before.weight"], g["layernorm_before.bias"] = layernorm_backward(dh1, c_ln1)
+    dx += dx1                                                 # through the first residual
+    g.update({MLP_KEYS[k]: v for k, v in gm.items()})
+    g.update({ATTN_KEYS[k]: v for k, v in ga.items() if v is not None})
+    return dx, g, dhead
