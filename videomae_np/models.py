@@ -20,6 +20,7 @@ import numpy as np
 from . import checkpoint as ckpt
 from .config import VideoMAEConfig, _atomic_write_text
 from .masking import visible_and_masked_indices
+from .ops.dropout import Drop, drop_path_rates
 from .ops.block import block_backward, block_forward, block_param_names
 from .ops.layernorm import layernorm_backward, layernorm_forward
 from .ops.linear import linear_backward, linear_forward
@@ -152,8 +153,11 @@ def _init_params(shapes: dict, cfg, seed, dtype) -> dict:
 # ------------------------------------------------------------------------------------------------
 # the encoder, shared by the three classes
 # ------------------------------------------------------------------------------------------------
-def encoder_forward(P, prefix, cfg, pos, x, mask, head_masks, want_hidden, want_attn, keep_cache):
-    """x: (B, T, C, H, W) -> (B, Nv, D) tokens, hidden states, attentions, cache."""
+def encoder_forward(P, prefix, cfg, pos, x, mask, head_masks, want_hidden, want_attn, keep_cache,
+                    drops=None):
+    """x: (B, T, C, H, W) -> (B, Nv, D) tokens, hidden states, attentions, cache.
+
+    drops: per-layer ops.dropout.Drop (training) or None (evaluation)."""
     tokens, c_pe = patch_embed_forward(x, P[prefix + PATCH_W], P[prefix + PATCH_B],
                                        cfg.tubelet_size, cfg.patch_size)       # (B, N, D)
     tokens += pos                                                              # before masking
@@ -167,7 +171,7 @@ def encoder_forward(P, prefix, cfg, pos, x, mask, head_masks, want_hidden, want_
     for i in range(cfg.num_hidden_layers):
         p = {n: P[_layer_key(prefix, i, n)] for n in names}
         h, probs, c = block_forward(h, p, cfg.num_attention_heads, cfg.layer_norm_eps, cfg.hidden_act,
-                                    head_masks[i])
+                                    head_masks[i], drops[i] if drops else None)
         if keep_cache:
             caches.append(c)
         if want_hidden:
@@ -217,8 +221,36 @@ class VideoMAEPreTrainedModel:
         self.config = config
         self.dtype = dtype
         self.training = False
+        self.drop_path_rate = 0.0
+        self.rng = np.random.default_rng(seed)  # draws dropout masks when training without an rng
         self.params = _init_params(self._shapes(), config, seed, dtype)
         self._pos = sinusoid_table(config.num_patches, config.hidden_size, dtype)
+
+    # --- training mode: dropout (config probabilities) and drop path -------------------------------
+    def train(self, mode: bool = True, drop_path_rate: float | None = None):
+        """Switch dropout / drop path on (mode=True) or off. drop_path_rate: the stochastic-depth
+        probability of the last encoder block (rising linearly from 0 at the first)."""
+        if drop_path_rate is not None:
+            if not 0.0 <= float(drop_path_rate) < 1.0:
+                raise ValueError(f"drop_path_rate must lie in [0, 1), got {drop_path_rate!r}")
+            self.drop_path_rate = float(drop_path_rate)
+        self.training = bool(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def _drops(self, num_layers, rng, path_rate):
+        """Per-layer Drop settings, or None when nothing random would happen."""
+        cfg = self.config
+        if not self.training:
+            return None
+        rates = drop_path_rates(path_rate, num_layers)
+        if cfg.hidden_dropout_prob == 0 and cfg.attention_probs_dropout_prob == 0 and not any(rates):
+            return None
+        rng = self.rng if rng is None else rng
+        return [Drop(rng, float(cfg.attention_probs_dropout_prob), float(cfg.hidden_dropout_prob), r)
+                for r in rates]
 
     # --- subclasses say which tensors they have ------------------------------------------------
     def _shapes(self) -> dict:
@@ -326,13 +358,14 @@ class VideoMAEPreTrainedModel:
         _atomic_write_text(directory / "config.json", json.dumps(cfg, indent=2, sort_keys=True) + "\n")
 
     # --- shared pieces of forward ---------------------------------------------------------------
-    def _encode(self, pixel_values, bool_masked_pos, head_mask, want_hidden, want_attn, keep_cache):
+    def _encode(self, pixel_values, bool_masked_pos, head_mask, want_hidden, want_attn, keep_cache, rng=None):
         cfg = self.config
         x = _check_pixels(cfg, pixel_values, self.dtype)
         mask = _check_mask(cfg, bool_masked_pos, x.shape[0])
         hms = _head_mask(cfg, head_mask, cfg.num_hidden_layers, cfg.num_attention_heads, self.dtype)
+        drops = self._drops(cfg.num_hidden_layers, rng, self.drop_path_rate)
         h, hidden, attns, cache = encoder_forward(self.params, self.prefix, cfg, self._pos, x, mask, hms,
-                                                  want_hidden, want_attn, keep_cache)
+                                                  want_hidden, want_attn, keep_cache, drops)
         return x, mask, h, hidden, attns, cache
 
     def __call__(self, *args, **kwargs):
@@ -352,13 +385,13 @@ class VideoMAEModel(VideoMAEPreTrainedModel):
         return _encoder_shapes(self.config, "")
 
     def forward(self, pixel_values, bool_masked_pos=None, output_hidden_states=False,
-                output_attentions=False, head_mask=None):
+                output_attentions=False, head_mask=None, rng=None):
         _, _, h, hidden, attns, _ = self._encode(pixel_values, bool_masked_pos, head_mask,
-                                                 output_hidden_states, output_attentions, False)
+                                                 output_hidden_states, output_attentions, False, rng)
         return BaseModelOutput(last_hidden_state=h, hidden_states=hidden, attentions=attns)
 
     def value_and_grad(self, pixel_values, bool_masked_pos=None, labels=None, grad_output=None,
-                       head_mask=None, input_grad=False):
+                       head_mask=None, input_grad=False, rng=None):
         """Gradients of sum(last_hidden_state * grad_output) (grad_output defaults to ones).
 
         The bare encoder has no loss; ``labels`` must be None. Returns (output, grads); with
@@ -366,7 +399,7 @@ class VideoMAEModel(VideoMAEPreTrainedModel):
         """
         if labels is not None:
             raise ValueError("VideoMAEModel has no loss and takes no labels")
-        x, mask, h, _, _, cache = self._encode(pixel_values, bool_masked_pos, head_mask, False, False, True)
+        x, mask, h, _, _, cache = self._encode(pixel_values, bool_masked_pos, head_mask, False, False, True, rng)
         if grad_output is None:
             grad_output = np.ones_like(h)
         elif np.shape(grad_output) != h.shape:
@@ -419,18 +452,18 @@ class VideoMAEForPreTraining(VideoMAEPreTrainedModel):
         return pixel_targets(x, cfg)
 
     def forward(self, pixel_values, bool_masked_pos=None, output_hidden_states=False,
-                output_attentions=False, head_mask=None):
+                output_attentions=False, head_mask=None, rng=None):
         out, _ = self._run(pixel_values, bool_masked_pos, head_mask, output_hidden_states,
-                           output_attentions, keep_cache=False)
+                           output_attentions, keep_cache=False, rng=rng)
         return out
 
-    def _run(self, pixel_values, bool_masked_pos, head_mask, want_hidden, want_attn, keep_cache):
+    def _run(self, pixel_values, bool_masked_pos, head_mask, want_hidden, want_attn, keep_cache, rng=None):
         cfg = self.config
         if bool_masked_pos is None:
             raise ValueError("VideoMAEForPreTraining needs bool_masked_pos (B, N): which tokens to hide "
                              "(see videomae_np.masking.tube_mask)")
         x, mask, h, hidden, attns, c_enc = self._encode(pixel_values, bool_masked_pos, head_mask,
-                                                        want_hidden, want_attn, keep_cache)
+                                                        want_hidden, want_attn, keep_cache, rng)
         P = self.params
         B, Nv, _ = h.shape
         N = cfg.num_patches
@@ -445,9 +478,11 @@ class VideoMAEForPreTraining(VideoMAEPreTrainedModel):
                            axis=1)                                                      # (B, N, Dd)
         caches = []
         names = block_param_names(cfg.qv_bias)
+        drops = self._drops(cfg.decoder_num_hidden_layers, rng, 0.0)  # no drop path in the decoder
         for i in range(cfg.decoder_num_hidden_layers):
             p = {n: P[f"decoder.decoder_layers.{i}.{n}"] for n in names}
-            z, _, c = block_forward(z, p, cfg.decoder_num_attention_heads, cfg.layer_norm_eps, cfg.hidden_act)
+            z, _, c = block_forward(z, p, cfg.decoder_num_attention_heads, cfg.layer_norm_eps, cfg.hidden_act,
+                                    None, drops[i] if drops else None)
             if keep_cache:
                 caches.append(c)
         zm = z[:, -Nm:]                                                                 # (B, Nm, Dd)
@@ -459,11 +494,11 @@ class VideoMAEForPreTraining(VideoMAEPreTrainedModel):
         return out, (c_enc, c_e2d, caches, N, Nm, c_norm, c_head, c_loss)
 
     def value_and_grad(self, pixel_values, bool_masked_pos=None, labels=None, head_mask=None,
-                       input_grad=False):
+                       input_grad=False, rng=None):
         """(output, grads) of the reconstruction loss; grads has exactly state_dict()'s keys."""
         if labels is not None:
             raise ValueError("VideoMAEForPreTraining builds its own targets from pixel_values; pass labels=None")
-        out, cache = self._run(pixel_values, bool_masked_pos, head_mask, False, False, keep_cache=True)
+        out, cache = self._run(pixel_values, bool_masked_pos, head_mask, False, False, keep_cache=True, rng=rng)
         c_enc, c_e2d, caches, N, Nm, c_norm, c_head, c_loss = cache
         g = {}
         dlogits = mse_backward(1.0, c_loss)
@@ -523,8 +558,8 @@ class VideoMAEForVideoClassification(VideoMAEPreTrainedModel):
         return shapes
 
     def forward(self, pixel_values, labels=None, output_hidden_states=False, output_attentions=False,
-                head_mask=None):
-        out, _ = self._run(pixel_values, labels, head_mask, output_hidden_states, output_attentions, False)
+                head_mask=None, rng=None):
+        out, _ = self._run(pixel_values, labels, head_mask, output_hidden_states, output_attentions, False, rng)
         return out
 
     def _problem_type(self, labels):
@@ -537,10 +572,10 @@ class VideoMAEForVideoClassification(VideoMAEPreTrainedModel):
             return "single_label_classification"
         return "multi_label_classification"
 
-    def _run(self, pixel_values, labels, head_mask, want_hidden, want_attn, keep_cache):
+    def _run(self, pixel_values, labels, head_mask, want_hidden, want_attn, keep_cache, rng=None):
         cfg, P = self.config, self.params
         x, _, h, hidden, attns, c_enc = self._encode(pixel_values, None, head_mask, want_hidden, want_attn,
-                                                     keep_cache)
+                                                     keep_cache, rng)
         B, N, D = h.shape
         if cfg.use_mean_pooling:
             pooled, c_pool = layernorm_forward(h.mean(axis=1), P["fc_norm.weight"], P["fc_norm.bias"],
@@ -583,13 +618,13 @@ class VideoMAEForVideoClassification(VideoMAEPreTrainedModel):
         return loss, (kind, c)
 
     def value_and_grad(self, pixel_values, bool_masked_pos=None, labels=None, head_mask=None,
-                       input_grad=False):
+                       input_grad=False, rng=None):
         """(output, grads) of the classification loss; grads has exactly state_dict()'s keys."""
         if bool_masked_pos is not None:
             raise ValueError("VideoMAEForVideoClassification sees every token; pass bool_masked_pos=None")
         if labels is None:
             raise ValueError("value_and_grad of a classifier needs labels")
-        out, cache = self._run(pixel_values, labels, head_mask, False, False, True)
+        out, cache = self._run(pixel_values, labels, head_mask, False, False, True, rng)
         c_enc, N, c_pool, c_cls, (kind, c_loss) = cache
         cfg, g = self.config, {}
         if kind == "regression":

@@ -8,21 +8,23 @@ The three projections run as one matmul against the stacked (3C, C) weight. The 
 structurally zero: VideoMAE follows BEiT, whose key projection has no bias.
 
 Backward, read bottom-up from the forward:
-    dctx = dout Wo;   dP' = dctx v^T;   dv = P'^T dctx;   dP = dP' * head_mask
+    dctx = dout Wo;   dP' = dctx v^T;   dv = P'^T dctx;   dP = dP' * head_mask * dropout_mask
     ds = scale * P * (dP - rowsum(dP * P))                        (kernels.softmax_bwd)
     dq = ds k;   dk = ds^T q;   dx = [dq dk dv] W_qkv
 """
 
 import numpy as np
 
+from .dropout import dropout_mask
 from .softmax import softmax_backward, softmax_forward
 
 # Parameter names of one attention layer (short names; ops/block.py maps them to HF keys).
 ATTN_PARAMS = ("q_w", "q_b", "k_w", "v_w", "v_b", "o_w", "o_b")
 
 
-def attention_forward(x, p, num_heads, head_mask=None):
-    """x: (B, N, C); p: dict of ATTN_PARAMS (q_b/v_b may be None); head_mask: (h,) | None.
+def attention_forward(x, p, num_heads, head_mask=None, drop=None):
+    """x: (B, N, C); p: dict of ATTN_PARAMS (q_b/v_b may be None); head_mask: (h,) | None;
+    drop: ops.dropout.Drop | None (its ``attn`` probability drops attention weights).
 
     Returns out (B, N, C), probs (B, h, N, N) (after the head mask, as transformers reports them),
     and the cache for attention_backward.
@@ -42,16 +44,19 @@ def attention_forward(x, p, num_heads, head_mask=None):
     s = q @ k.transpose(0, 1, 3, 2)                                                 # (B, h, N, N)
     probs, sm_cache = softmax_forward(s, scale)
     del s
-    pm = probs if head_mask is None else probs * head_mask[None, :, None, None]
+    dmask = dropout_mask(drop.rng, probs.shape, drop.attn, probs.dtype) if drop is not None else None
+    pm = probs if dmask is None else probs * dmask
+    if head_mask is not None:
+        pm = pm * head_mask[None, :, None, None]
     ctx = (pm @ v).transpose(0, 2, 1, 3).reshape(B, N, C)                          # (B, N, C)
     out = ctx @ p["o_w"].T + p["o_b"]
-    cache = (x, w_qkv, qkv, sm_cache, head_mask, pm, ctx, p["o_w"], has_qv_bias)
+    cache = (x, w_qkv, qkv, sm_cache, head_mask, dmask, pm, ctx, p["o_w"], has_qv_bias)
     return out, pm, cache
 
 
 def attention_backward(dout, cache):
     """dout: (B, N, C) -> dx (B, N, C), grads dict of ATTN_PARAMS, d(head_mask) (h,) | None."""
-    x, w_qkv, qkv, sm_cache, head_mask, pm, ctx, o_w, has_qv_bias = cache
+    x, w_qkv, qkv, sm_cache, head_mask, dmask, pm, ctx, o_w, has_qv_bias = cache
     _, B, h, N, d = qkv.shape
     C = h * d
     q, k, v = qkv[0], qkv[1], qkv[2]
@@ -64,9 +69,11 @@ def attention_backward(dout, cache):
     np.matmul(pm.transpose(0, 1, 3, 2), dctx, out=dqkv[2])                          # dv
     dhead = None
     if head_mask is not None:
-        probs = sm_cache[0]
-        dhead = np.einsum("bhij,bhij->h", dpm, probs)
+        dropped = sm_cache[0] if dmask is None else sm_cache[0] * dmask
+        dhead = np.einsum("bhij,bhij->h", dpm, dropped)
         dpm *= head_mask[None, :, None, None]
+    if dmask is not None:
+        dpm *= dmask
     ds = softmax_backward(dpm, sm_cache)                                            # includes scale
     del dpm
     np.matmul(ds, k, out=dqkv[0])                                                   # dq

@@ -3,10 +3,13 @@
     x1 = x + Attention(LN_before(x))
     y  = x1 + MLP(LN_after(x1))
 
+In training, each branch output is multiplied by a dropout x drop-path mask (ops/dropout.py).
+
 Parameters are passed as a dict with the block's transformers key names (below), so the
 model hands over ``state_dict`` slices directly and gets gradients back under the same names.
 """
 
+from .dropout import branch_mask
 from .attention import attention_backward, attention_forward
 from .layernorm import layernorm_backward, layernorm_forward
 from .mlp import mlp_backward, mlp_forward
@@ -31,28 +34,35 @@ def block_param_names(qv_bias):
     return names + list(MLP_KEYS.values()) + list(LN_KEYS)
 
 
-def block_forward(x, p, num_heads, eps, act, head_mask=None):
-    """x: (B, N, C), p: {transformers key: array} -> y (B, N, C), attention probs, cache."""
+def block_forward(x, p, num_heads, eps, act, head_mask=None, drop=None):
+    """x: (B, N, C), p: {transformers key: array}, drop: ops.dropout.Drop | None
+    -> y (B, N, C), attention probs, cache."""
     pa = {k: p.get(v) for k, v in ATTN_KEYS.items()}
     pm = {k: p[v] for k, v in MLP_KEYS.items()}
     h1, c_ln1 = layernorm_forward(x, p["layernorm_before.weight"], p["layernorm_before.bias"], eps)
-    a, probs, c_att = attention_forward(h1, pa, num_heads, head_mask)
+    a, probs, c_att = attention_forward(h1, pa, num_heads, head_mask, drop)
+    m1 = branch_mask(drop, a.shape, a.dtype)
+    if m1 is not None:
+        a *= m1
     x1 = a
     x1 += x                                                   # first residual
     h2, c_ln2 = layernorm_forward(x1, p["layernorm_after.weight"], p["layernorm_after.bias"], eps)
     y, c_mlp = mlp_forward(h2, pm, act)
+    m2 = branch_mask(drop, y.shape, y.dtype)
+    if m2 is not None:
+        y *= m2
     y += x1                                                   # second residual
-    return y, probs, (c_ln1, c_att, c_ln2, c_mlp)
+    return y, probs, (c_ln1, c_att, m1, c_ln2, c_mlp, m2)
 
 
 def block_backward(dy, cache):
     """dy: (B, N, C) -> dx (B, N, C), grads {transformers key: array}, d(head_mask) | None."""
-    c_ln1, c_att, c_ln2, c_mlp = cache
+    c_ln1, c_att, m1, c_ln2, c_mlp, m2 = cache
     g = {}
-    dh2, gm = mlp_backward(dy, c_mlp)
+    dh2, gm = mlp_backward(dy if m2 is None else dy * m2, c_mlp)
     dx1, g["layernorm_after.weight"], g["layernorm_after.bias"] = layernorm_backward(dh2, c_ln2)
     dx1 += dy                                                 # through the second residual
-    dh1, ga, dhead = attention_backward(dx1, c_att)
+    dh1, ga, dhead = attention_backward(dx1 if m1 is None else dx1 * m1, c_att)
     dx, g["layernorm_before.weight"], g["layernorm_before.bias"] = layernorm_backward(dh1, c_ln1)
     dx += dx1                                                 # through the first residual
     g.update({MLP_KEYS[k]: v for k, v in gm.items()})
