@@ -1,0 +1,77 @@
+"""Each Numba kernel against its plain-NumPy twin, on drawn shapes, in float32 and float64."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from videomae_np import kernels
+from videomae_np.kernels import activations as ka, layernorm as kl, softmax as ks
+
+SETTINGS = settings(deadline=None, max_examples=15, derandomize=True)
+TOL = {np.float64: 1e-12, np.float32: 2e-5}
+dtypes = st.sampled_from([np.float32, np.float64])
+
+
+def _close(a, b, dtype, what):
+    assert a.dtype == b.dtype == dtype, (what, a.dtype, b.dtype)
+    scale = max(np.abs(b).max(), 1.0)
+    assert np.abs(a.astype(np.float64) - b).max() <= TOL[dtype] * scale, what
+
+
+@SETTINGS
+@given(st.integers(1, 300), st.integers(1, 70), dtypes, st.integers(0, 2**31), st.sampled_from([1e-12, 1e-5]))
+def test_layernorm_numba_equals_numpy(r, c, dtype, seed, eps):
+    rng = np.random.default_rng(seed)
+    x, w, b, dy = (rng.standard_normal(s).astype(dtype) * 3 for s in [(r, c), (c,), (c,), (r, c)])
+    y1, m1, s1 = kl.layernorm_fwd_numba(x, w, b, eps)
+    y2, m2, s2 = kl.layernorm_fwd_numpy(x, w, b, eps)
+    for a, bb, n in [(y1, y2, "y"), (m1, m2, "mean")]:
+        _close(a, bb, dtype, n)
+    assert np.abs(s1.astype(np.float64) - s2).max() <= TOL[dtype] * np.abs(s2).max()
+    g1 = kl.layernorm_bwd_numba(dy, x, w, m2, s2)
+    g2 = kl.layernorm_bwd_numpy(dy, x, w, m2, s2)
+    for a, bb, n in zip(g1, g2, ["dx", "dw", "db"]):
+        _close(a, bb, dtype, n)
+
+
+@SETTINGS
+@given(st.integers(1, 300), st.integers(1, 80), dtypes, st.integers(0, 2**31), st.floats(0.05, 3.0))
+def test_softmax_numba_equals_numpy(r, n, dtype, seed, scale):
+    rng = np.random.default_rng(seed)
+    s, dp = (rng.standard_normal((r, n)).astype(dtype) * 4 for _ in range(2))
+    p1, p2 = ks.softmax_fwd_numba(s, scale), ks.softmax_fwd_numpy(s, scale)
+    _close(p1, p2, dtype, "p")
+    np.testing.assert_allclose(p1.sum(axis=1), 1.0, rtol=TOL[dtype] * 10)
+    _close(ks.softmax_bwd_numba(dp, p2, scale), ks.softmax_bwd_numpy(dp, p2, scale), dtype, "ds")
+
+
+@SETTINGS
+@given(st.integers(1, 200), st.integers(1, 50), dtypes, st.integers(0, 2**31),
+       st.sampled_from(sorted(set(ka.ACT_CODES.values()))), st.booleans())
+def test_bias_activation_numba_equals_numpy(r, c, dtype, seed, kind, bias):
+    rng = np.random.default_rng(seed)
+    x, dy = (rng.standard_normal((r, c)).astype(dtype) * 3 for _ in range(2))
+    b = rng.standard_normal(c).astype(dtype) if bias else None
+    pre1, y1 = ka.bias_act_fwd_numba(x, b, kind)
+    pre2, y2 = ka.bias_act_fwd_numpy(x, b, kind)
+    _close(pre1, pre2, dtype, "pre")
+    _close(y1, y2, dtype, "y")
+    _close(ka.act_bwd_numba(dy, pre2, kind), ka.act_bwd_numpy(dy, pre2, kind), dtype, "dx")
+
+
+def test_softmax_is_stable_for_huge_scores():
+    s = np.array([[1e4, 0.0, -1e4], [800.0, 800.0, 800.0]])
+    for p in (ks.softmax_fwd_numba(s, 1.0), ks.softmax_fwd_numpy(s, 1.0)):
+        assert np.all(np.isfinite(p))
+        np.testing.assert_allclose(p, [[1, 0, 0], [1 / 3, 1 / 3, 1 / 3]], atol=1e-15)
+
+
+def test_backend_switch_round_trips_and_rejects_unknown_names():
+    prev = kernels.set_backend("numpy")
+    try:
+        assert kernels.get_backend() == "numpy"
+        with pytest.raises(ValueError, match="unknown kernel backend"):
+            kernels.set_backend("cuda")
+    finally:
+        kernels.set_backend(prev)

@@ -1,0 +1,68 @@
+"""Properties of the mask generators: counts, tube structure, determinism by seed, errors."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import videomae_np as vm
+from videomae_np.masking import visible_and_masked_indices
+
+SETTINGS = settings(deadline=None, max_examples=40, derandomize=True)
+grids = st.tuples(st.integers(1, 8), st.integers(1, 7), st.integers(1, 7))
+ratios = st.floats(0.0, 0.99)
+
+
+@SETTINGS
+@given(st.integers(1, 5), grids, ratios, st.integers(0, 2**31))
+def test_tube_mask_counts_and_tubes(batch, grid, ratio, seed):
+    m = vm.tube_mask(batch, grid, ratio, rng=seed)
+    t, gh, gw = grid
+    per_frame = gh * gw
+    assert m.shape == (batch, t * per_frame) and m.dtype == np.bool_
+    assert np.all(m.sum(axis=1) == t * int(ratio * per_frame))      # equal counts per sample
+    frames = m.reshape(batch, t, per_frame)
+    assert np.all(frames == frames[:, :1])                          # same patches in every slot
+
+
+@SETTINGS
+@given(st.integers(1, 5), st.integers(1, 400), ratios, st.integers(0, 2**31))
+def test_random_mask_counts(batch, n, ratio, seed):
+    m = vm.random_mask(batch, n, ratio, rng=seed)
+    assert m.shape == (batch, n) and np.all(m.sum(axis=1) == int(ratio * n))
+
+
+@SETTINGS
+@given(st.integers(1, 4), grids, st.floats(0.1, 0.95), st.integers(0, 2**31))
+def test_masks_are_deterministic_by_seed(batch, grid, ratio, seed):
+    a = vm.tube_mask(batch, grid, ratio, rng=seed)
+    assert np.array_equal(a, vm.tube_mask(batch, grid, ratio, rng=np.random.default_rng(seed)))
+    n = int(np.prod(grid))
+    assert np.array_equal(vm.random_mask(batch, n, ratio, rng=seed), vm.random_mask(batch, n, ratio, rng=seed))
+
+
+def test_samples_get_different_masks_and_seeds_differ():
+    m = vm.tube_mask(8, (4, 8, 8), 0.75, rng=0)
+    assert len({row.tobytes() for row in m}) > 1
+    assert not np.array_equal(m, vm.tube_mask(8, (4, 8, 8), 0.75, rng=1))
+
+
+@SETTINGS
+@given(st.integers(1, 4), st.integers(2, 60), st.floats(0.1, 0.9), st.integers(0, 2**31))
+def test_visible_and_masked_indices_partition_in_ascending_order(batch, n, ratio, seed):
+    m = vm.random_mask(batch, n, ratio, rng=seed)
+    vis, msk = visible_and_masked_indices(m)
+    for b in range(batch):
+        assert np.array_equal(vis[b], np.flatnonzero(~m[b]))
+        assert np.array_equal(msk[b], np.flatnonzero(m[b]))
+
+
+@pytest.mark.parametrize("ratio", [1.0, -0.1, 1.5])
+def test_bad_ratio_is_rejected(ratio):
+    with pytest.raises(ValueError, match="mask_ratio"):
+        vm.tube_mask(2, (2, 2, 2), ratio)
+
+
+def test_bad_batch_is_rejected():
+    with pytest.raises(ValueError, match="batch_size"):
+        vm.random_mask(0, 10, 0.5)
