@@ -7,7 +7,13 @@
     out, grads = model.value_and_grad(pixel_values, bool_masked_pos=mask)
 """
 
-from .config import VideoMAEConfig
+import os as _os
+
+# OpenBLAS (the matmuls) and Numba's OpenMP pool (the kernels) take turns on the same cores; with
+# OpenMP's default active waiting, idle Numba threads spin and slow the next matmul several-fold.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from .config import VideoMAEConfig  # noqa: E402
 from .masking import random_mask, tube_mask
 from .models import (VideoMAEForPreTraining, VideoMAEForVideoClassification, VideoMAEModel,
                      VideoMAEPreTrainedModel)

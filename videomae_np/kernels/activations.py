@@ -14,6 +14,8 @@ import numpy as np
 from numba import njit, prange
 from scipy.special import erf as _erf
 
+from .fastmath import fexp_as, ferf_as, fsigmoid, ftanh
+
 ACT_CODES = {"gelu": 0, "gelu_new": 1, "gelu_pytorch_tanh": 1, "relu": 2, "silu": 3, "swish": 3,
              "quick_gelu": 4}
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
@@ -71,58 +73,79 @@ def act_bwd_numpy(dy, pre, kind):
 
 
 # ---- Numba ------------------------------------------------------------------------------------
+# Each activation is written out in its own inner loop (the `kind` test sits outside it), and the
+# transcendental functions come from fastmath.py, so LLVM can vectorise every loop.
 @njit(cache=True, inline="always")
-def _sig(z):
-    return 0.5 * (1.0 + math.tanh(0.5 * z))
-
-
-@njit(cache=True, inline="always")
-def _act1(x, kind):
-    if kind == 0:
-        return 0.5 * x * (1.0 + math.erf(x * INV_SQRT_2))
-    elif kind == 1:
-        return 0.5 * x * (1.0 + math.tanh(SQRT_2_OVER_PI * (x + TANH_CUBIC * x * x * x)))
-    elif kind == 2:
-        return x if x > 0 else 0.0
-    elif kind == 3:
-        return x * _sig(x)
-    else:
-        return x * _sig(QUICK_GELU_ALPHA * x)
+def _gelu(x):
+    return 0.5 * x * (1.0 + ferf_as(x, x * INV_SQRT_2))
 
 
 @njit(cache=True, inline="always")
-def _grad1(x, kind):
-    if kind == 0:
-        return 0.5 * (1.0 + math.erf(x * INV_SQRT_2)) + x * INV_SQRT_2PI * math.exp(-0.5 * x * x)
-    elif kind == 1:
-        t = math.tanh(SQRT_2_OVER_PI * (x + TANH_CUBIC * x * x * x))
-        return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * SQRT_2_OVER_PI * (1.0 + 3 * TANH_CUBIC * x * x)
-    elif kind == 2:
-        return 1.0 if x > 0 else 0.0
-    elif kind == 3:
-        s = _sig(x)
-        return s * (1.0 + x * (1.0 - s))
-    else:
-        s = _sig(QUICK_GELU_ALPHA * x)
-        return s * (1.0 + QUICK_GELU_ALPHA * x * (1.0 - s))
+def _gelu_grad(x):
+    return 0.5 * (1.0 + ferf_as(x, x * INV_SQRT_2)) + x * INV_SQRT_2PI * fexp_as(x, -0.5 * x * x)
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True, inline="always")
+def _gelu_tanh(x):
+    return 0.5 * x * (1.0 + ftanh(SQRT_2_OVER_PI * (x + TANH_CUBIC * x * x * x)))
+
+
+@njit(cache=True, inline="always")
+def _gelu_tanh_grad(x):
+    t = ftanh(SQRT_2_OVER_PI * (x + TANH_CUBIC * x * x * x))
+    return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * SQRT_2_OVER_PI * (1.0 + 3 * TANH_CUBIC * x * x)
+
+
+@njit(cache=True, inline="always")
+def _silu_grad(x, alpha):          # d/dx [x sigmoid(alpha x)]
+    s = fsigmoid(alpha * x)
+    return s * (1.0 + alpha * x * (1.0 - s))
+
+
+@njit(parallel=True, cache=True, fastmath={"contract"})
 def _bias_act(x, b, kind, pre, y):
     R, C = x.shape
     for r in prange(R):
-        for c in range(C):
-            v = x[r, c] + b[c]
-            pre[r, c] = v
-            y[r, c] = _act1(v, kind)
+        if kind == 0:
+            for c in range(C):
+                v = x[r, c] + b[c]
+                pre[r, c] = v
+                y[r, c] = _gelu(v)
+        elif kind == 1:
+            for c in range(C):
+                v = x[r, c] + b[c]
+                pre[r, c] = v
+                y[r, c] = _gelu_tanh(v)
+        elif kind == 2:
+            for c in range(C):
+                v = x[r, c] + b[c]
+                pre[r, c] = v
+                y[r, c] = max(v, 0)
+        else:
+            alpha = 1.0 if kind == 3 else QUICK_GELU_ALPHA
+            for c in range(C):
+                v = x[r, c] + b[c]
+                pre[r, c] = v
+                y[r, c] = v * fsigmoid(alpha * v)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath={"contract"})
 def _act_bwd(dy, pre, kind, dx):
     R, C = pre.shape
     for r in prange(R):
-        for c in range(C):
-            dx[r, c] = dy[r, c] * _grad1(pre[r, c], kind)
+        if kind == 0:
+            for c in range(C):
+                dx[r, c] = dy[r, c] * _gelu_grad(pre[r, c])
+        elif kind == 1:
+            for c in range(C):
+                dx[r, c] = dy[r, c] * _gelu_tanh_grad(pre[r, c])
+        elif kind == 2:
+            for c in range(C):
+                dx[r, c] = dy[r, c] if pre[r, c] > 0 else 0
+        else:
+            alpha = 1.0 if kind == 3 else QUICK_GELU_ALPHA
+            for c in range(C):
+                dx[r, c] = dy[r, c] * _silu_grad(pre[r, c], alpha)
 
 
 def bias_act_fwd_numba(x, b, kind):

@@ -1,0 +1,246 @@
+"""Benchmark: videomae_np against transformers (PyTorch eager, CPU) in the same process run.
+
+    python -m videomae_np.bench [--threads N] [--repeats R] [--only small|vitb] [--no-torch]
+    videomae-np bench ...
+
+Prints wall times (median of R runs after a warm-up) for four workloads, each with the torch time
+measured in this run with the same thread count, the ratio ours / torch, our matmul GFLOP/s and
+its share of the machine's measured sgemm throughput; then Numba's cold compile and cached
+first-call times and the peak memory of one training step (each in a fresh subprocess).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+SMALL = dict(image_size=64, patch_size=8, num_frames=8, tubelet_size=2, hidden_size=192, num_hidden_layers=6,
+             num_attention_heads=3, intermediate_size=768, decoder_hidden_size=96, decoder_num_hidden_layers=2,
+             decoder_num_attention_heads=3, decoder_intermediate_size=384)
+VITB = dict()  # transformers' defaults: ViT-B/16, 224x224, 16 frames, tubelet 2, decoder 384 x 4
+WORKLOADS = {"small": (SMALL, 8), "vitb": (VITB, 1)}
+MASK_RATIO = 0.9
+
+
+def _time(fn, repeats, warmup=1):
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return float(np.median(ts))
+
+
+def sgemm_gflops(threads=None, n=1024, repeats=5):
+    """The machine's float32 matmul throughput through NumPy's BLAS."""
+    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+    t = _time(lambda: a @ a, repeats)
+    return 2 * n ** 3 / t / 1e9
+
+
+# ---- FLOP counts (matmuls only; elementwise work is small beside them) --------------------------
+def _block_flops(B, n, D, I):
+    return 2 * B * n * D * (3 * D + D + 2 * I) + 4 * B * n * n * D
+
+
+def encoder_flops(cfg, B, n_visible=None):
+    N = cfg.num_patches
+    n = N if n_visible is None else n_visible
+    K = cfg.num_channels * cfg.tubelet_size * cfg.patch_size ** 2
+    return 2 * B * N * K * cfg.hidden_size + cfg.num_hidden_layers * _block_flops(B, n, cfg.hidden_size,
+                                                                                  cfg.intermediate_size)
+
+
+def pretrain_step_flops(cfg, B, n_visible):
+    N, Dd = cfg.num_patches, cfg.decoder_hidden_size
+    fwd = (encoder_flops(cfg, B, n_visible) + 2 * B * n_visible * cfg.hidden_size * Dd
+           + cfg.decoder_num_hidden_layers * _block_flops(B, N, Dd, cfg.decoder_intermediate_size)
+           + 2 * B * (N - n_visible) * Dd * cfg.pixels_per_token)
+    return 3 * fwd  # backward: one matmul for the input gradient and one for the weight gradient
+
+
+# ---- workloads -----------------------------------------------------------------------------------
+def _inputs(cfg, B):
+    import videomae_np as vm
+    x = np.random.default_rng(0).standard_normal((B, cfg.num_frames, cfg.num_channels, *cfg.image_hw))
+    mask = vm.tube_mask(B, cfg.grid, MASK_RATIO, rng=0)
+    return x.astype(np.float32), mask
+
+
+def bench_ours(name, repeats):
+    import videomae_np as vm
+    kw, B = WORKLOADS[name]
+    cfg = vm.VideoMAEConfig(**kw)
+    x, mask = _inputs(cfg, B)
+    enc = vm.VideoMAEModel(cfg, seed=0)
+    pt = vm.VideoMAEForPreTraining(cfg, seed=0)
+    t_fwd = _time(lambda: enc(x), repeats)
+    t_step = _time(lambda: pt.value_and_grad(x, bool_masked_pos=mask), repeats)
+    nv = int((~mask[0]).sum())
+    return cfg, B, nv, t_fwd, t_step
+
+
+def bench_torch(name, repeats, threads):
+    try:
+        import torch
+        import transformers
+    except ImportError:
+        return None, None
+    torch.set_num_threads(threads)
+    kw, B = WORKLOADS[name]
+    cfg = transformers.VideoMAEConfig(**kw)
+    ours_cfg = __import__("videomae_np").VideoMAEConfig(**kw)
+    x, mask = _inputs(ours_cfg, B)
+    xt, mt = torch.tensor(x), torch.tensor(mask)
+    torch.manual_seed(0)
+    enc = transformers.VideoMAEModel(cfg).eval()
+    pt = transformers.VideoMAEForPreTraining(cfg).train()
+
+    def fwd():
+        with torch.no_grad():
+            enc(xt)
+
+    def step():
+        pt.zero_grad(set_to_none=True)
+        pt(xt, bool_masked_pos=mt).loss.backward()
+
+    return _time(fwd, repeats), _time(step, repeats)
+
+
+# ---- compile time and memory, each in a fresh interpreter ---------------------------------------
+_PROBE = r"""
+import json, sys, time, resource, os
+t0 = time.perf_counter()
+import numpy as np, videomae_np as vm
+t_import = time.perf_counter() - t0
+cfg = vm.VideoMAEConfig(image_size=16, patch_size=8, num_frames=4, hidden_size=12, num_hidden_layers=1,
+                        num_attention_heads=3, intermediate_size=24, decoder_hidden_size=8,
+                        decoder_num_hidden_layers=1, decoder_num_attention_heads=2, decoder_intermediate_size=16)
+x = np.zeros((1, 4, 3, 16, 16), np.float32)
+mask = vm.tube_mask(1, cfg.grid, 0.5, rng=0)
+m = vm.VideoMAEForPreTraining(cfg)
+t0 = time.perf_counter(); m.value_and_grad(x, bool_masked_pos=mask); first = time.perf_counter() - t0
+t0 = time.perf_counter(); m.value_and_grad(x, bool_masked_pos=mask); second = time.perf_counter() - t0
+print(json.dumps({"import": t_import, "first": first, "second": second}))
+"""
+
+_MEM = r"""
+import json, resource, sys, numpy as np
+which, name = sys.argv[1], sys.argv[2]
+from videomae_np.bench import WORKLOADS, _inputs
+import videomae_np as vm
+kw, B = WORKLOADS[name]
+cfg = vm.VideoMAEConfig(**kw)
+x, mask = _inputs(cfg, B)
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+if which == "ours":
+    m = vm.VideoMAEForPreTraining(cfg, seed=0)
+    small = vm.VideoMAEForPreTraining(vm.VideoMAEConfig(**dict(kw, num_hidden_layers=1, decoder_num_hidden_layers=1)))
+    small.value_and_grad(x, bool_masked_pos=mask)          # compile kernels outside the measurement
+    base = rss()
+    step = lambda: m.value_and_grad(x, bool_masked_pos=mask)
+else:
+    import torch, transformers
+    torch.set_num_threads(int(sys.argv[3]))
+    m = transformers.VideoMAEForPreTraining(transformers.VideoMAEConfig(**kw)).train()
+    xt, mt = torch.tensor(x), torch.tensor(mask)
+    base = rss()
+    def step():
+        m(xt, bool_masked_pos=mt).loss.backward()
+step()
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"peak_over_base": peak - base}))
+"""
+
+
+def _run_py(code, args=(), env=None):
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                         env={**os.environ, **(env or {})}, timeout=1800)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-2000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def compile_times():
+    with tempfile.TemporaryDirectory() as d:
+        env = {"NUMBA_CACHE_DIR": d}
+        cold = _run_py(_PROBE, env=env)
+        warm = _run_py(_PROBE, env=env)
+    return cold, warm
+
+
+def peak_memory(name, threads, with_torch):
+    ours = _run_py(_MEM, ("ours", name))["peak_over_base"]
+    theirs = _run_py(_MEM, ("torch", name, str(threads)))["peak_over_base"] if with_torch else None
+    return ours, theirs
+
+
+# ---- the table -----------------------------------------------------------------------------------
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="videomae-np bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--threads", type=int, default=None, help="threads for Numba, BLAS and torch (default: all cores)")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--only", choices=sorted(WORKLOADS), action="append", help="run only this workload (repeatable)")
+    p.add_argument("--no-torch", action="store_true", help="skip the transformers columns")
+    p.add_argument("--no-extras", action="store_true", help="skip compile-time and memory measurements")
+    args = p.parse_args(argv)
+
+    threads = args.threads or os.cpu_count()
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    import numba
+
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(threads)
+    except ImportError:
+        pass
+    with_torch = not args.no_torch
+    if with_torch:
+        try:
+            import torch  # noqa: F401
+            import transformers  # noqa: F401
+        except ImportError:
+            print("(torch/transformers not installed: torch columns skipped; pip install -e '.[test]')")
+            with_torch = False
+
+    peak = sgemm_gflops()
+    print(f"threads: {threads}   measured sgemm (NumPy BLAS, 1024^3): {peak:.0f} GFLOP/s\n")
+    header = f"{'workload':<34s} {'ours ms':>9s} {'torch ms':>9s} {'ratio':>6s} {'GFLOP/s':>8s} {'% sgemm':>8s}"
+    print(header)
+    print("-" * len(header))
+    for name in args.only or ["small", "vitb"]:
+        cfg, B, nv, t_fwd, t_step = bench_ours(name, args.repeats)
+        tt = bench_torch(name, args.repeats, threads) if with_torch else (None, None)
+        label = {"small": f"small 64^2 x8 w192 L6 B{B}", "vitb": f"ViT-B 224^2 x16 B{B}"}[name]
+        for what, ours, theirs, flops in [("encoder fwd", t_fwd, tt[0], encoder_flops(cfg, B)),
+                                          ("pretrain step 90%", t_step, tt[1], pretrain_step_flops(cfg, B, nv))]:
+            gf = flops / ours / 1e9
+            ratio = f"{ours / theirs:6.2f}" if theirs else "     -"
+            tms = f"{theirs * 1e3:9.1f}" if theirs else "        -"
+            print(f"{label + ' ' + what:<34s} {ours * 1e3:9.1f} {tms} {ratio} {gf:8.1f} {100 * gf / peak:7.0f}%")
+    if args.no_extras:
+        return 0
+    cold, warm = compile_times()
+    print(f"\nNumba: cold compile + first step {cold['first']:.1f} s; cached first step {warm['first']:.2f} s "
+          f"(import {warm['import']:.2f} s; steady step {warm['second'] * 1e3:.0f} ms, tiny model)")
+    for name in args.only or ["small", "vitb"]:
+        ours, theirs = peak_memory(name, threads, with_torch)
+        t = f"torch {theirs / 2**20:.0f} MiB, ratio {ours / theirs:.2f}" if theirs else "torch -"
+        print(f"peak memory of one {name} pretraining step above the loaded model: ours {ours / 2**20:.0f} MiB; {t}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
