@@ -27,7 +27,6 @@ from .ops.linear import linear_backward, linear_forward
 from .ops.losses import (bce_with_logits_backward, bce_with_logits_forward, cross_entropy_backward,
                          cross_entropy_forward, mse_backward, mse_forward)
 from .ops.patch_embed import patch_embed_backward, patch_embed_forward
-from .ops.patchify import patchify
 from .outputs import BaseModelOutput, ImageClassifierOutput, VideoMAEForPreTrainingOutput
 from .positions import sinusoid_table
 
@@ -488,7 +487,7 @@ class VideoMAEForPreTraining(VideoMAEPreTrainedModel):
         zm = z[:, -Nm:]                                                                 # (B, Nm, Dd)
         zn, c_norm = layernorm_forward(zm, P["decoder.norm.weight"], P["decoder.norm.bias"], HEAD_NORM_EPS)
         logits, c_head = linear_forward(zn, P["decoder.head.weight"], P["decoder.head.bias"])  # (B, Nm, P)
-        labels = np.take_along_axis(pixel_targets(x, cfg), msk_idx[:, :, None], axis=1)
+        labels = pixel_targets(x, cfg, msk_idx)                                        # (B, Nm, P)
         loss, c_loss = mse_forward(logits, labels)
         out = VideoMAEForPreTrainingOutput(loss=loss, logits=logits, hidden_states=hidden, attentions=attns)
         return out, (c_enc, c_e2d, caches, N, Nm, c_norm, c_head, c_loss)
@@ -517,29 +516,39 @@ class VideoMAEForPreTraining(VideoMAEPreTrainedModel):
         return out, _finish_grads(self, g, dx)
 
 
-def pixel_targets(x, cfg):
-    """(B, T, C, H, W) model-dtype pixels -> (B, N, t*p*p*C) pretraining targets (see targets())."""
+def pixel_targets(x, cfg, token_idx=None):
+    """(B, T, C, H, W) model-dtype pixels -> (B, N, t*p*p*C) pretraining targets (see targets()).
+
+    token_idx: (B, M) token positions to return (the masked ones in training), else all N.
+    """
     dtype = x.dtype.type
     C = cfg.num_channels
-    if C == 3:
-        # torch.as_tensor of Python floats makes float32 constants; we round the same way
-        mean = np.asarray(IMAGENET_DEFAULT_MEAN, np.float32).astype(dtype)[None, None, :, None, None]
-        std = np.asarray(IMAGENET_DEFAULT_STD, np.float32).astype(dtype)[None, None, :, None, None]
-        frames = x * std + mean                                  # back to [0, 1]
-    else:
-        frames = x                                               # no statistics to undo
-    t, p = cfg.tubelet_size, cfg.patch_size
-    B, N = x.shape[0], cfg.num_patches
-    if cfg.norm_pix_loss:
-        patches = patchify(frames, t, p).reshape(B, N, t * p * p, C)
-        mu = patches.mean(axis=2, keepdims=True)
-        sd = np.sqrt(patches.var(axis=2, ddof=1, keepdims=True))
-        patches = (patches - mu) / (sd + dtype(NORM_PIX_EPS))
-        return patches.reshape(B, N, -1)
-    if C != 3:
+    if C != 3 and not cfg.norm_pix_loss:
         raise ValueError(f"norm_pix_loss=False needs RGB input to un-normalise, but num_channels={C}; "
                          "set config.norm_pix_loss=True")
-    return patchify(frames, t, p)
+    t, p = cfg.tubelet_size, cfg.patch_size
+    B, T, _, H, W = x.shape
+    # (B, N, C, t*p*p): each token's pixels per channel, contiguous along the statistics axis
+    tok = x.reshape(B, T // t, t, C, H // p, p, W // p, p).transpose(0, 1, 4, 6, 3, 2, 5, 7)
+    tok = tok.reshape(B, cfg.num_patches, C, t * p * p)
+    if token_idx is not None:
+        tok = np.take_along_axis(tok, token_idx[:, :, None, None], axis=1)
+    else:
+        tok = np.ascontiguousarray(tok)
+    if C == 3:
+        # back to [0, 1] with the ImageNet statistics; torch.as_tensor of Python floats makes
+        # float32 constants, and we round the same way
+        mean = np.asarray(IMAGENET_DEFAULT_MEAN, np.float32).astype(dtype)[:, None]
+        std = np.asarray(IMAGENET_DEFAULT_STD, np.float32).astype(dtype)[:, None]
+        tok = tok * std + mean
+    if cfg.norm_pix_loss:
+        n = tok.shape[-1]
+        mu = tok.mean(axis=-1, keepdims=True)
+        tok = tok - mu
+        sd = np.sqrt(np.einsum("...i,...i->...", tok, tok)[..., None] / dtype(n - 1))   # unbiased
+        tok /= sd + dtype(NORM_PIX_EPS)
+    # channel last inside a token: (B, M, t*p*p, C) flattened
+    return np.ascontiguousarray(tok.transpose(0, 1, 3, 2)).reshape(tok.shape[0], tok.shape[1], -1)
 
 
 class VideoMAEForVideoClassification(VideoMAEPreTrainedModel):
