@@ -75,3 +75,19 @@ def test_backend_switch_round_trips_and_rejects_unknown_names():
             kernels.set_backend("cuda")
     finally:
         kernels.set_backend(prev)
+
+
+@SETTINGS
+@given(st.integers(1, 6), st.integers(1, 40), st.integers(1, 16), dtypes, st.integers(0, 2**31))
+def test_fused_attention_numba_equals_numpy(g, n, d, dtype, seed):
+    from videomae_np.kernels import attention as kt
+    rng = np.random.default_rng(seed)
+    q, k, v, dctx = (rng.standard_normal((g, n, d)).astype(dtype) for _ in range(4))
+    scale = d ** -0.5
+    p1, c1 = kt.attention_fwd_numba(q, k, v, scale)
+    p2, c2 = kt.attention_fwd_numpy(q, k, v, scale)
+    _close(p1, p2, dtype, "P")
+    _close(c1, c2, dtype, "ctx")
+    for a, b, name in zip(kt.attention_bwd_numba(dctx, q, k, v, p2, scale),
+                          kt.attention_bwd_numpy(dctx, q, k, v, p2, scale), ["dq", "dk", "dv"]):
+        _close(a, b, dtype, name)

@@ -1,4 +1,5 @@
-"""Memory-bound kernels behind the ops: LayerNorm, scaled softmax, bias + activation.
+"""Memory-bound kernels behind the ops: LayerNorm, scaled softmax, bias + activation, and the
+attention core (softmax between two matmuls, one head at a time).
 
 Each kernel exists twice, side by side in its module: a Numba ``njit(parallel=True, cache=True)``
 version (the fast path) and a plain-NumPy version (the reference, and the path taken when Numba's
@@ -19,6 +20,7 @@ from __future__ import annotations
 import os
 
 from . import activations as _act
+from . import attention as _attn
 from . import layernorm as _ln
 from . import softmax as _sm
 
@@ -80,6 +82,14 @@ def bias_act_fwd(x, b, kind):           # x: (R, C), b: (C,) or None -> (pre = x
 
 def act_bwd(dy, pre, kind):             # -> d(pre) = dy * act'(pre)
     return _pick(_act, "act_bwd")(dy, pre, kind)
+
+
+def attention_fwd(q, k, v, scale):     # q, k, v: (G, N, d) -> P (G, N, N), ctx (G, N, d)
+    return _pick(_attn, "attention_fwd")(q, k, v, float(scale))
+
+
+def attention_bwd(dctx, q, k, v, p, scale):   # -> dq, dk, dv (G, N, d)
+    return _pick(_attn, "attention_bwd")(dctx, q, k, v, p, float(scale))
 
 
 ACT_CODES = _act.ACT_CODES

@@ -14,7 +14,7 @@ import numpy as np
 from numba import njit, prange
 from scipy.special import erf as _erf
 
-from .fastmath import fexp_as, ferf_as, fsigmoid, ftanh
+from .fastmath import fexp_as, ferf_as, fsigmoid, ftanh, like
 
 ACT_CODES = {"gelu": 0, "gelu_new": 1, "gelu_pytorch_tanh": 1, "relu": 2, "silu": 3, "swish": 3,
              "quick_gelu": 4}
@@ -75,34 +75,42 @@ def act_bwd_numpy(dy, pre, kind):
 # ---- Numba ------------------------------------------------------------------------------------
 # Each activation is written out in its own inner loop (the `kind` test sits outside it), and the
 # transcendental functions come from fastmath.py, so LLVM can vectorise every loop.
+# Constants go through like(x, c) so that float32 inputs are computed in float32 throughout.
 @njit(cache=True, inline="always")
 def _gelu(x):
-    return 0.5 * x * (1.0 + ferf_as(x, x * INV_SQRT_2))
+    half, one = like(x, 0.5), like(x, 1.0)
+    return half * x * (one + ferf_as(x, x * like(x, INV_SQRT_2)))
 
 
 @njit(cache=True, inline="always")
 def _gelu_grad(x):
-    return 0.5 * (1.0 + ferf_as(x, x * INV_SQRT_2)) + x * INV_SQRT_2PI * fexp_as(x, -0.5 * x * x)
+    half, one = like(x, 0.5), like(x, 1.0)
+    return (half * (one + ferf_as(x, x * like(x, INV_SQRT_2)))
+            + x * like(x, INV_SQRT_2PI) * fexp_as(x, -half * x * x))
 
 
 @njit(cache=True, inline="always")
 def _gelu_tanh(x):
-    return 0.5 * x * (1.0 + ftanh(SQRT_2_OVER_PI * (x + TANH_CUBIC * x * x * x)))
+    half, one = like(x, 0.5), like(x, 1.0)
+    return half * x * (one + ftanh(like(x, SQRT_2_OVER_PI) * (x + like(x, TANH_CUBIC) * x * x * x)))
 
 
 @njit(cache=True, inline="always")
 def _gelu_tanh_grad(x):
-    t = ftanh(SQRT_2_OVER_PI * (x + TANH_CUBIC * x * x * x))
-    return 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * SQRT_2_OVER_PI * (1.0 + 3 * TANH_CUBIC * x * x)
+    half, one = like(x, 0.5), like(x, 1.0)
+    t = ftanh(like(x, SQRT_2_OVER_PI) * (x + like(x, TANH_CUBIC) * x * x * x))
+    return (half * (one + t) + half * x * (one - t * t) * like(x, SQRT_2_OVER_PI)
+            * (one + like(x, 3 * TANH_CUBIC) * x * x))
 
 
 @njit(cache=True, inline="always")
 def _silu_grad(x, alpha):          # d/dx [x sigmoid(alpha x)]
+    one = like(x, 1.0)
     s = fsigmoid(alpha * x)
-    return s * (1.0 + alpha * x * (1.0 - s))
+    return s * (one + alpha * x * (one - s))
 
 
-@njit(parallel=True, cache=True, fastmath={"contract"})
+@njit(parallel=True, cache=True, fastmath={"contract"}, error_model="numpy")
 def _bias_act(x, b, kind, pre, y):
     R, C = x.shape
     for r in prange(R):
@@ -122,14 +130,14 @@ def _bias_act(x, b, kind, pre, y):
                 pre[r, c] = v
                 y[r, c] = max(v, 0)
         else:
-            alpha = 1.0 if kind == 3 else QUICK_GELU_ALPHA
+            alpha = like(x[r, 0], 1.0 if kind == 3 else QUICK_GELU_ALPHA)
             for c in range(C):
                 v = x[r, c] + b[c]
                 pre[r, c] = v
                 y[r, c] = v * fsigmoid(alpha * v)
 
 
-@njit(parallel=True, cache=True, fastmath={"contract"})
+@njit(parallel=True, cache=True, fastmath={"contract"}, error_model="numpy")
 def _act_bwd(dy, pre, kind, dx):
     R, C = pre.shape
     for r in prange(R):
@@ -143,7 +151,7 @@ def _act_bwd(dy, pre, kind, dx):
             for c in range(C):
                 dx[r, c] = dy[r, c] if pre[r, c] > 0 else 0
         else:
-            alpha = 1.0 if kind == 3 else QUICK_GELU_ALPHA
+            alpha = like(pre[r, 0], 1.0 if kind == 3 else QUICK_GELU_ALPHA)
             for c in range(C):
                 dx[r, c] = dy[r, c] * _silu_grad(pre[r, c], alpha)
 

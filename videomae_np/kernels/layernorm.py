@@ -35,7 +35,7 @@ def layernorm_bwd_numpy(dy, x, w, mean, rstd):
 
 
 # ---- Numba ------------------------------------------------------------------------------------
-@njit(parallel=True, cache=True, fastmath=_FLAGS)
+@njit(parallel=True, cache=True, fastmath=_FLAGS, error_model="numpy")
 def _ln_fwd(x, w, b, eps, y, mean, rstd):
     R, C = x.shape
     for r in prange(R):
@@ -63,7 +63,7 @@ def layernorm_fwd_numba(x, w, b, eps):
     return y, mean, rstd
 
 
-@njit(parallel=True, cache=True, fastmath=_FLAGS)
+@njit(parallel=True, cache=True, fastmath=_FLAGS, error_model="numpy")
 def _ln_bwd(dy, x, w, mean, rstd, dx, dw_part, db_part, chunk):
     R, C = x.shape
     nchunk = dw_part.shape[0]

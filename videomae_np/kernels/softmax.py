@@ -27,7 +27,7 @@ def softmax_bwd_numpy(dp, p, scale):
 _FLAGS = {"reassoc", "contract", "nsz"}
 
 
-@njit(parallel=True, cache=True, fastmath=_FLAGS)
+@njit(parallel=True, cache=True, fastmath=_FLAGS, error_model="numpy")
 def _sm_fwd(s, scale, p):
     R, N = s.shape
     sc = s.dtype.type(scale)
@@ -53,7 +53,7 @@ def softmax_fwd_numba(s, scale):
     return p
 
 
-@njit(parallel=True, cache=True, fastmath=_FLAGS)
+@njit(parallel=True, cache=True, fastmath=_FLAGS, error_model="numpy")
 def _sm_bwd(dp, p, scale, ds):
     R, N = p.shape
     for r in prange(R):

@@ -5,7 +5,9 @@
     out = concat_heads(P' v) Wo^T + bo
 
 The three projections run as one matmul against the stacked (3C, C) weight. The key bias is
-structurally zero: VideoMAE follows BEiT, whose key projection has no bias.
+structurally zero: VideoMAE follows BEiT, whose key projection has no bias. Without head mask or
+attention dropout, the softmax and the two matmuls around it run fused, one head at a time
+(kernels/attention.py).
 
 Backward, read bottom-up from the forward:
     dctx = dout Wo;   dP' = dctx v^T;   dv = P'^T dctx;   dP = dP' * head_mask * dropout_mask
@@ -15,6 +17,7 @@ Backward, read bottom-up from the forward:
 
 import numpy as np
 
+from .. import kernels
 from .dropout import dropout_mask
 from .softmax import softmax_backward, softmax_forward
 
@@ -26,8 +29,8 @@ def attention_forward(x, p, num_heads, head_mask=None, drop=None):
     """x: (B, N, C); p: dict of ATTN_PARAMS (q_b/v_b may be None); head_mask: (h,) | None;
     drop: ops.dropout.Drop | None (its ``attn`` probability drops attention weights).
 
-    Returns out (B, N, C), probs (B, h, N, N) (after the head mask, as transformers reports them),
-    and the cache for attention_backward.
+    Returns out (B, N, C), probs (B, h, N, N) (after dropout and the head mask, as transformers
+    reports them), and the cache for attention_backward.
     """
     B, N, C = x.shape
     h = num_heads
@@ -40,46 +43,53 @@ def attention_forward(x, p, num_heads, head_mask=None, drop=None):
         qkv[..., :C] += p["q_b"]
         qkv[..., 2 * C:] += p["v_b"]
     qkv = np.ascontiguousarray(qkv.reshape(B, N, 3, h, d).transpose(2, 0, 3, 1, 4))  # (3, B, h, N, d)
-    q, k, v = qkv[0], qkv[1], qkv[2]
-    s = q @ k.transpose(0, 1, 3, 2)                                                 # (B, h, N, N)
-    probs, sm_cache = softmax_forward(s, scale)
-    del s
-    dmask = dropout_mask(drop.rng, probs.shape, drop.attn, probs.dtype) if drop is not None else None
-    pm = probs if dmask is None else probs * dmask
-    if head_mask is not None:
-        pm = pm * head_mask[None, :, None, None]
-    ctx = (pm @ v).transpose(0, 2, 1, 3).reshape(B, N, C)                          # (B, N, C)
-    out = ctx @ p["o_w"].T + p["o_b"]
-    cache = (x, w_qkv, qkv, sm_cache, head_mask, dmask, pm, ctx, p["o_w"], has_qv_bias)
+    q, k, v = (a.reshape(B * h, N, d) for a in qkv)                                 # heads as groups
+    dmask = None
+    if drop is not None and drop.attn > 0:
+        dmask = dropout_mask(drop.rng, (B, h, N, N), drop.attn, x.dtype)
+    if head_mask is None and dmask is None:
+        probs, ctx = kernels.attention_fwd(q, k, v, scale)                          # fused per head
+        probs = pm = probs.reshape(B, h, N, N)
+    else:
+        probs, _ = softmax_forward(q @ k.transpose(0, 2, 1), scale)
+        probs = probs.reshape(B, h, N, N)
+        pm = probs if dmask is None else probs * dmask
+        if head_mask is not None:
+            pm = pm * head_mask[None, :, None, None]
+        ctx = pm.reshape(B * h, N, N) @ v
+    ctx = ctx.reshape(B, h, N, d).transpose(0, 2, 1, 3).reshape(B, N, C)            # (B, N, C)
+    out = ctx @ p["o_w"].T
+    out += p["o_b"]
+    cache = (x, w_qkv, qkv, probs, scale, head_mask, dmask, pm, ctx, p["o_w"], has_qv_bias)
     return out, pm, cache
 
 
 def attention_backward(dout, cache):
     """dout: (B, N, C) -> dx (B, N, C), grads dict of ATTN_PARAMS, d(head_mask) (h,) | None."""
-    x, w_qkv, qkv, sm_cache, head_mask, dmask, pm, ctx, o_w, has_qv_bias = cache
+    x, w_qkv, qkv, probs, scale, head_mask, dmask, pm, ctx, o_w, has_qv_bias = cache
     _, B, h, N, d = qkv.shape
     C = h * d
-    q, k, v = qkv[0], qkv[1], qkv[2]
+    G = B * h
+    q, k, v = (a.reshape(G, N, d) for a in qkv)
     dout2 = dout.reshape(-1, C)
     g = {"o_w": dout2.T @ ctx.reshape(-1, C), "o_b": dout2.sum(axis=0)}
-    dctx = (dout @ o_w).reshape(B, N, h, d).transpose(0, 2, 1, 3)                  # (B, h, N, d)
+    dctx = np.ascontiguousarray((dout2 @ o_w).reshape(B, N, h, d).transpose(0, 2, 1, 3)).reshape(G, N, d)
 
-    dqkv = np.empty_like(qkv)                                                       # (3, B, h, N, d)
-    dpm = dctx @ v.transpose(0, 1, 3, 2)                                            # (B, h, N, N)
-    np.matmul(pm.transpose(0, 1, 3, 2), dctx, out=dqkv[2])                          # dv
     dhead = None
-    if head_mask is not None:
-        dropped = sm_cache[0] if dmask is None else sm_cache[0] * dmask
-        dhead = np.einsum("bhij,bhij->h", dpm, dropped)
-        dpm *= head_mask[None, :, None, None]
-    if dmask is not None:
-        dpm *= dmask
-    ds = softmax_backward(dpm, sm_cache)                                            # includes scale
-    del dpm
-    np.matmul(ds, k, out=dqkv[0])                                                   # dq
-    np.matmul(ds.transpose(0, 1, 3, 2), q, out=dqkv[1])                             # dk
-    del ds
-
+    if head_mask is None and dmask is None:
+        dq, dk, dv = kernels.attention_bwd(dctx, q, k, v, probs.reshape(G, N, N), scale)
+    else:
+        dpm = (dctx @ v.transpose(0, 2, 1)).reshape(B, h, N, N)                    # d(P')
+        dv = pm.reshape(G, N, N).transpose(0, 2, 1) @ dctx
+        if head_mask is not None:
+            dropped = probs if dmask is None else probs * dmask
+            dhead = np.einsum("bhij,bhij->h", dpm, dropped)
+            dpm *= head_mask[None, :, None, None]
+        if dmask is not None:
+            dpm *= dmask
+        ds = softmax_backward(dpm, (probs, scale)).reshape(G, N, N)                 # includes scale
+        dq, dk = ds @ k, ds.transpose(0, 2, 1) @ q
+    dqkv = np.stack([dq, dk, dv]).reshape(3, B, h, N, d)
     dqkv2 = dqkv.transpose(1, 3, 0, 2, 4).reshape(B * N, 3 * C)                     # (B*N, 3C)
     dx = (dqkv2 @ w_qkv).reshape(B, N, C)
     dw = dqkv2.T @ x.reshape(-1, C)                                                 # (3C, C)
