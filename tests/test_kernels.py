@@ -91,3 +91,27 @@ def test_fused_attention_numba_equals_numpy(g, n, d, dtype, seed):
     for a, b, name in zip(kt.attention_bwd_numba(dctx, q, k, v, p2, scale),
                           kt.attention_bwd_numpy(dctx, q, k, v, p2, scale), ["dq", "dk", "dv"]):
         _close(a, b, dtype, name)
+
+
+def test_model_without_the_jit_gives_the_same_numbers(tmp_path):
+    """NUMBA_DISABLE_JIT=1 (in a fresh interpreter) runs the NumPy twins; results must agree."""
+    import subprocess
+    import sys
+    code = (
+        "import numpy as np, videomae_np as vm, sys\n"
+        "cfg = vm.VideoMAEConfig(image_size=16, patch_size=8, num_frames=4, hidden_size=12, num_hidden_layers=2,"
+        " num_attention_heads=3, intermediate_size=20, decoder_hidden_size=8, decoder_num_hidden_layers=1,"
+        " decoder_num_attention_heads=2, decoder_intermediate_size=12)\n"
+        "m = vm.VideoMAEForPreTraining(cfg, seed=0, dtype=np.float64)\n"
+        "x = np.random.default_rng(0).standard_normal((2, 4, 3, 16, 16))\n"
+        "out, g = m.value_and_grad(x, bool_masked_pos=vm.tube_mask(2, cfg.grid, 0.5, rng=0))\n"
+        "np.savez(sys.argv[1], loss=out.loss, **g)\n")
+    import os
+    runs = {}
+    for jit in ("0", "1"):
+        path = tmp_path / f"jit{jit}.npz"
+        env = dict(os.environ, NUMBA_DISABLE_JIT=jit)
+        subprocess.run([sys.executable, "-c", code, str(path)], check=True, env=env)
+        runs[jit] = np.load(path)
+    for k in runs["0"].files:
+        np.testing.assert_allclose(runs["1"][k], runs["0"][k], rtol=1e-10, atol=1e-13, err_msg=k)

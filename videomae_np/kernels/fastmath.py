@@ -127,8 +127,10 @@ def fexp32(x):
     return y if x >= _F(-87.0) else _F(0.0)
 
 
-def fexp_as(ref, x):  # Python stub: e^x at the precision of ref's type (see the overload)
-    raise NotImplementedError
+def fexp_as(ref, x):
+    """e^x at the precision of ref's type. This body runs only without the JIT
+    (NUMBA_DISABLE_JIT=1); compiled code takes the overload below."""
+    return type(ref)(np.exp(np.float64(x)))
 
 
 @overload(fexp_as)
@@ -148,8 +150,9 @@ def _erf32(x):
     return e if x >= 0 else -e
 
 
-def ferf_as(ref, x):  # Python stub: erf(x) at the precision of ref's type (see the overload)
-    raise NotImplementedError
+def ferf_as(ref, x):
+    """erf(x) at the precision of ref's type (Python body used only without the JIT)."""
+    return type(ref)(math.erf(float(x)))
 
 
 @overload(ferf_as)
@@ -159,8 +162,9 @@ def _ferf_as_overload(ref, x):
     return lambda ref, x: math.erf(x)
 
 
-def like(ref, c):  # Python stub: the constant c in ref's float type (see the overload)
-    raise NotImplementedError
+def like(ref, c):
+    """The constant c in ref's float type (Python body used only without the JIT)."""
+    return type(ref)(c)
 
 
 @overload(like)
