@@ -84,12 +84,14 @@ def test_fused_attention_numba_equals_numpy(g, n, d, dtype, seed):
     rng = np.random.default_rng(seed)
     q, k, v, dctx = (rng.standard_normal((g, n, d)).astype(dtype) for _ in range(4))
     scale = d ** -0.5
-    p1, c1 = kt.attention_fwd_numba(q, k, v, scale)
-    p2, c2 = kt.attention_fwd_numpy(q, k, v, scale)
+    p1, c1, l1 = kt.attention_fwd_numba(q, k, v, scale, keep_probs=True)
+    p2, c2, l2 = kt.attention_fwd_numpy(q, k, v, scale, keep_probs=True)
     _close(p1, p2, dtype, "P")
     _close(c1, c2, dtype, "ctx")
-    for a, b, name in zip(kt.attention_bwd_numba(dctx, q, k, v, p2, scale),
-                          kt.attention_bwd_numpy(dctx, q, k, v, p2, scale), ["dq", "dk", "dv"]):
+    np.testing.assert_allclose(l1, l2, rtol=TOL[dtype], atol=TOL[dtype])
+    assert kt.attention_fwd_numba(q, k, v, scale)[0] is None        # probabilities only on request
+    for a, b, name in zip(kt.attention_bwd_numba(dctx, q, k, v, l2, scale),
+                          kt.attention_bwd_numpy(dctx, q, k, v, l2, scale), ["dq", "dk", "dv"]):
         _close(a, b, dtype, name)
 
 

@@ -170,7 +170,7 @@ def encoder_forward(P, prefix, cfg, pos, x, mask, head_masks, want_hidden, want_
     for i in range(cfg.num_hidden_layers):
         p = {n: P[_layer_key(prefix, i, n)] for n in names}
         h, probs, c = block_forward(h, p, cfg.num_attention_heads, cfg.layer_norm_eps, cfg.hidden_act,
-                                    head_masks[i], drops[i] if drops else None)
+                                    head_masks[i], drops[i] if drops else None, want_attn)
         if keep_cache:
             caches.append(c)
         if want_hidden:
@@ -481,7 +481,7 @@ class VideoMAEForPreTraining(VideoMAEPreTrainedModel):
         for i in range(cfg.decoder_num_hidden_layers):
             p = {n: P[f"decoder.decoder_layers.{i}.{n}"] for n in names}
             z, _, c = block_forward(z, p, cfg.decoder_num_attention_heads, cfg.layer_norm_eps, cfg.hidden_act,
-                                    None, drops[i] if drops else None)
+                                    None, drops[i] if drops else None, need_probs=False)
             if keep_cache:
                 caches.append(c)
         zm = z[:, -Nm:]                                                                 # (B, Nm, Dd)

@@ -84,12 +84,13 @@ def act_bwd(dy, pre, kind):             # -> d(pre) = dy * act'(pre)
     return _pick(_act, "act_bwd")(dy, pre, kind)
 
 
-def attention_fwd(q, k, v, scale):     # q, k, v: (G, N, d) -> P (G, N, N), ctx (G, N, d)
-    return _pick(_attn, "attention_fwd")(q, k, v, float(scale))
+def attention_fwd(q, k, v, scale, keep_probs=False):
+    """q, k, v: (G, N, d) -> P (G, N, N) | None, ctx (G, N, d), row log-sum-exp (G, N) float64."""
+    return _pick(_attn, "attention_fwd")(q, k, v, float(scale), bool(keep_probs))
 
 
-def attention_bwd(dctx, q, k, v, p, scale):   # -> dq, dk, dv (G, N, d)
-    return _pick(_attn, "attention_bwd")(dctx, q, k, v, p, float(scale))
+def attention_bwd(dctx, q, k, v, lse, scale):   # -> dq, dk, dv (G, N, d)
+    return _pick(_attn, "attention_bwd")(dctx, q, k, v, lse, float(scale))
 
 
 ACT_CODES = _act.ACT_CODES

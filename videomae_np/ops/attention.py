@@ -6,8 +6,8 @@
 
 The three projections run as one matmul against the stacked (3C, C) weight. The key bias is
 structurally zero: VideoMAE follows BEiT, whose key projection has no bias. Without head mask or
-attention dropout, the softmax and the two matmuls around it run fused, one head at a time
-(kernels/attention.py).
+attention dropout, the softmax and the two matmuls around it run fused, one head at a time, and
+backward rebuilds the probabilities from the row log-sum-exp (kernels/attention.py).
 
 Backward, read bottom-up from the forward:
     dctx = dout Wo;   dP' = dctx v^T;   dv = P'^T dctx;   dP = dP' * head_mask * dropout_mask
@@ -25,12 +25,13 @@ from .softmax import softmax_backward, softmax_forward
 ATTN_PARAMS = ("q_w", "q_b", "k_w", "v_w", "v_b", "o_w", "o_b")
 
 
-def attention_forward(x, p, num_heads, head_mask=None, drop=None):
+def attention_forward(x, p, num_heads, head_mask=None, drop=None, need_probs=True):
     """x: (B, N, C); p: dict of ATTN_PARAMS (q_b/v_b may be None); head_mask: (h,) | None;
     drop: ops.dropout.Drop | None (its ``attn`` probability drops attention weights).
 
     Returns out (B, N, C), probs (B, h, N, N) (after dropout and the head mask, as transformers
-    reports them), and the cache for attention_backward.
+    reports them; None when need_probs is False and the fused path could skip storing them),
+    and the cache for attention_backward.
     """
     B, N, C = x.shape
     h = num_heads
@@ -47,9 +48,10 @@ def attention_forward(x, p, num_heads, head_mask=None, drop=None):
     dmask = None
     if drop is not None and drop.attn > 0:
         dmask = dropout_mask(drop.rng, (B, h, N, N), drop.attn, x.dtype)
-    if head_mask is None and dmask is None:
-        probs, ctx = kernels.attention_fwd(q, k, v, scale)                          # fused per head
-        probs = pm = probs.reshape(B, h, N, N)
+    lse = None
+    if head_mask is None and dmask is None:                                         # fused per head
+        probs, ctx, lse = kernels.attention_fwd(q, k, v, scale, keep_probs=need_probs)
+        probs = pm = None if probs is None else probs.reshape(B, h, N, N)
     else:
         probs, _ = softmax_forward(q @ k.transpose(0, 2, 1), scale)
         probs = probs.reshape(B, h, N, N)
@@ -60,13 +62,15 @@ def attention_forward(x, p, num_heads, head_mask=None, drop=None):
     ctx = ctx.reshape(B, h, N, d).transpose(0, 2, 1, 3).reshape(B, N, C)            # (B, N, C)
     out = ctx @ p["o_w"].T
     out += p["o_b"]
-    cache = (x, w_qkv, qkv, probs, scale, head_mask, dmask, pm, ctx, p["o_w"], has_qv_bias)
+    # the stacked weight is rebuilt in backward rather than kept: 3C^2 floats per layer otherwise
+    cache = (x, (p["q_w"], p["k_w"], p["v_w"]), qkv, lse, probs, scale, head_mask, dmask, pm, ctx,
+             p["o_w"], has_qv_bias)
     return out, pm, cache
 
 
 def attention_backward(dout, cache):
     """dout: (B, N, C) -> dx (B, N, C), grads dict of ATTN_PARAMS, d(head_mask) (h,) | None."""
-    x, w_qkv, qkv, probs, scale, head_mask, dmask, pm, ctx, o_w, has_qv_bias = cache
+    x, w_parts, qkv, lse, probs, scale, head_mask, dmask, pm, ctx, o_w, has_qv_bias = cache
     _, B, h, N, d = qkv.shape
     C = h * d
     G = B * h
@@ -76,8 +80,8 @@ def attention_backward(dout, cache):
     dctx = np.ascontiguousarray((dout2 @ o_w).reshape(B, N, h, d).transpose(0, 2, 1, 3)).reshape(G, N, d)
 
     dhead = None
-    if head_mask is None and dmask is None:
-        dq, dk, dv = kernels.attention_bwd(dctx, q, k, v, probs.reshape(G, N, N), scale)
+    if lse is not None:
+        dq, dk, dv = kernels.attention_bwd(dctx, q, k, v, lse, scale)
     else:
         dpm = (dctx @ v.transpose(0, 2, 1)).reshape(B, h, N, N)                    # d(P')
         dv = pm.reshape(G, N, N).transpose(0, 2, 1) @ dctx
@@ -91,7 +95,7 @@ def attention_backward(dout, cache):
         dq, dk = ds @ k, ds.transpose(0, 2, 1) @ q
     dqkv = np.stack([dq, dk, dv]).reshape(3, B, h, N, d)
     dqkv2 = dqkv.transpose(1, 3, 0, 2, 4).reshape(B * N, 3 * C)                     # (B*N, 3C)
-    dx = (dqkv2 @ w_qkv).reshape(B, N, C)
+    dx = (dqkv2 @ np.concatenate(w_parts)).reshape(B, N, C)
     dw = dqkv2.T @ x.reshape(-1, C)                                                 # (3C, C)
     g["q_w"], g["k_w"], g["v_w"] = dw[:C], dw[C:2 * C], dw[2 * C:]
     if has_qv_bias:

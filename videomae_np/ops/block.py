@@ -34,13 +34,13 @@ def block_param_names(qv_bias):
     return names + list(MLP_KEYS.values()) + list(LN_KEYS)
 
 
-def block_forward(x, p, num_heads, eps, act, head_mask=None, drop=None):
+def block_forward(x, p, num_heads, eps, act, head_mask=None, drop=None, need_probs=True):
     """x: (B, N, C), p: {transformers key: array}, drop: ops.dropout.Drop | None
-    -> y (B, N, C), attention probs, cache."""
+    -> y (B, N, C), attention probs (None if not needed), cache."""
     pa = {k: p.get(v) for k, v in ATTN_KEYS.items()}
     pm = {k: p[v] for k, v in MLP_KEYS.items()}
     h1, c_ln1 = layernorm_forward(x, p["layernorm_before.weight"], p["layernorm_before.bias"], eps)
-    a, probs, c_att = attention_forward(h1, pa, num_heads, head_mask, drop)
+    a, probs, c_att = attention_forward(h1, pa, num_heads, head_mask, drop, need_probs)
     m1 = branch_mask(drop, a.shape, a.dtype)
     if m1 is not None:
         a *= m1
