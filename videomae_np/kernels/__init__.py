@@ -84,13 +84,33 @@ def act_bwd(dy, pre, kind):             # -> d(pre) = dy * act'(pre)
     return _pick(_act, "act_bwd")(dy, pre, kind)
 
 
+_blas_ctl = None
+
+
+def _one_blas_thread():
+    """A context in which BLAS runs single-threaded. The fused attention kernels call BLAS from
+    each of Numba's threads; letting every such call fan out again puts 2 x 2 busy threads on two
+    cores and made a decoder-sized attention 100x slower."""
+    global _blas_ctl
+    if _blas_ctl is None:
+        from threadpoolctl import ThreadpoolController
+        _blas_ctl = ThreadpoolController()
+    return _blas_ctl.limit(limits=1, user_api="blas")
+
+
 def attention_fwd(q, k, v, scale, keep_probs=False):
     """q, k, v: (G, N, d) -> P (G, N, N) | None, ctx (G, N, d), row log-sum-exp (G, N) float64."""
-    return _pick(_attn, "attention_fwd")(q, k, v, float(scale), bool(keep_probs))
+    if _backend == "numpy":
+        return _attn.attention_fwd_numpy(q, k, v, float(scale), bool(keep_probs))
+    with _one_blas_thread():
+        return _attn.attention_fwd_numba(q, k, v, float(scale), bool(keep_probs))
 
 
 def attention_bwd(dctx, q, k, v, lse, scale):   # -> dq, dk, dv (G, N, d)
-    return _pick(_attn, "attention_bwd")(dctx, q, k, v, lse, float(scale))
+    if _backend == "numpy":
+        return _attn.attention_bwd_numpy(dctx, q, k, v, lse, float(scale))
+    with _one_blas_thread():
+        return _attn.attention_bwd_numba(dctx, q, k, v, lse, float(scale))
 
 
 ACT_CODES = _act.ACT_CODES

@@ -96,7 +96,7 @@ def _attn_bwd(dctx, q, k, v, lse, scale, dq, dk, dv):
                 p[i, j] = fexp_as(p[i, j], p[i, j] * sc - m)
         dp = np.dot(dctx[g], v[g].T)               # (N, N)
         dv[g] = np.dot(p.T, dctx[g])
-        for i in range(N):
+        for i in range(N):                         # dP -> d(scores), in place (softmax.py's row rule)
             dot = 0.0
             for j in range(N):
                 dot += dp[i, j] * p[i, j]

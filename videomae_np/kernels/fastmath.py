@@ -40,46 +40,20 @@ C2, C3, C4, C5, C6, C7, C8, C9, C10, C11, C12 = _INV_FACT[2:]
 ROUND_MAGIC = 6755399441055744.0
 
 
-@intrinsic
-def _float64_bits_as_int64(typingctx, x):
-    """Reinterpret the bits of a float64 as an int64 (no conversion)."""
-    sig = types.int64(types.float64)
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(64))
-
-    return sig, codegen
-
-
-@intrinsic
-def _float32_bits_as_int32(typingctx, x):
-    sig = types.int32(types.float32)
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(32))
-
-    return sig, codegen
+def _bitcast(src, dst, llvm_type, name):
+    """An intrinsic that reinterprets the bits of a src scalar as a dst scalar (no conversion)."""
+    def impl(typingctx, x):
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], llvm_type)
+        return dst(src), codegen
+    impl.__name__ = impl.__qualname__ = name   # distinct names keep Numba's cache keys apart
+    return intrinsic(impl)
 
 
-@intrinsic
-def _int32_bits_as_float32(typingctx, i):
-    sig = types.float32(types.int32)
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.FloatType())
-
-    return sig, codegen
-
-
-@intrinsic
-def _int64_bits_as_float64(typingctx, i):
-    """Reinterpret the bits of an int64 as a float64 (no conversion)."""
-    sig = types.float64(types.int64)
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.DoubleType())
-
-    return sig, codegen
+_float64_bits_as_int64 = _bitcast(types.float64, types.int64, ir.IntType(64), "_float64_bits_as_int64")
+_int64_bits_as_float64 = _bitcast(types.int64, types.float64, ir.DoubleType(), "_int64_bits_as_float64")
+_float32_bits_as_int32 = _bitcast(types.float32, types.int32, ir.IntType(32), "_float32_bits_as_int32")
+_int32_bits_as_float32 = _bitcast(types.int32, types.float32, ir.FloatType(), "_int32_bits_as_float32")
 
 
 @njit(cache=True, inline="always")

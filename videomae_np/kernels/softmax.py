@@ -53,15 +53,20 @@ def softmax_fwd_numba(s, scale):
     return p
 
 
+@njit(cache=True, inline="always")
+def softmax_bwd_row(dp, p, scale, out):
+    """One row: out = scale * p * (dp - sum(dp * p)); out may be dp itself."""
+    dot = 0.0
+    for j in range(p.shape[0]):
+        dot += dp[j] * p[j]
+    for j in range(p.shape[0]):
+        out[j] = scale * p[j] * (dp[j] - dot)
+
+
 @njit(parallel=True, cache=True, fastmath=_FLAGS, error_model="numpy")
 def _sm_bwd(dp, p, scale, ds):
-    R, N = p.shape
-    for r in prange(R):
-        dot = 0.0
-        for j in range(N):
-            dot += dp[r, j] * p[r, j]
-        for j in range(N):
-            ds[r, j] = scale * p[r, j] * (dp[r, j] - dot)
+    for r in prange(p.shape[0]):
+        softmax_bwd_row(dp[r], p[r], scale, ds[r])
 
 
 def softmax_bwd_numba(dp, p, scale):
