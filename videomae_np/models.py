@@ -181,13 +181,13 @@ def encoder_forward(P, prefix, cfg, pos, x, mask, head_masks, want_hidden, want_
     if not cfg.use_mean_pooling:
         h, c_ln = layernorm_forward(h, P[prefix + "layernorm.weight"], P[prefix + "layernorm.bias"],
                                     cfg.layer_norm_eps)
-    cache = (c_pe, vis_idx, caches, c_ln, tokens.shape[1] if mask is None else mask.shape[1])
+    cache = (c_pe, vis_idx, caches, c_ln)
     return h, (tuple(hidden) if want_hidden else None), (tuple(attns) if want_attn else None), cache
 
 
 def encoder_backward(dh, cache, prefix, cfg, grads, need_input_grad=False):
     """dh: (B, Nv, D) -> grads filled in place; returns d(pixel_values) or None."""
-    c_pe, vis_idx, caches, c_ln, N = cache
+    c_pe, vis_idx, caches, c_ln = cache
     if c_ln is not None:
         dh, grads[prefix + "layernorm.weight"], grads[prefix + "layernorm.bias"] = layernorm_backward(dh, c_ln)
     for i in reversed(range(len(caches))):
@@ -195,7 +195,7 @@ def encoder_backward(dh, cache, prefix, cfg, grads, need_input_grad=False):
         for n, v in g.items():
             grads[_layer_key(prefix, i, n)] = v
     if vis_idx is not None:            # scatter the visible tokens' gradient back to all N slots
-        full = np.zeros((dh.shape[0], N, dh.shape[2]), dh.dtype)
+        full = np.zeros((dh.shape[0], cfg.num_patches, dh.shape[2]), dh.dtype)
         np.put_along_axis(full, vis_idx[:, :, None], dh, axis=1)
         dh = full
     # the position table is a constant: its gradient is dropped
