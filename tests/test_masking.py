@@ -66,3 +66,24 @@ def test_bad_ratio_is_rejected(ratio):
 def test_bad_batch_is_rejected():
     with pytest.raises(ValueError, match="batch_size"):
         vm.random_mask(0, 10, 0.5)
+
+
+@SETTINGS
+@given(st.integers(1, 4), st.integers(1, 8), st.integers(1, 3), st.integers(1, 3), st.sampled_from([0.25, 0.5, 0.75]),
+       st.integers(0, 2**31))
+def test_running_cell_mask_counts_motion_and_coverage(batch, t, ry, rx, ratio, seed):
+    grid = (t, 2 * ry, 2 * rx)
+    m = vm.running_cell_mask(batch, grid, ratio, rng=seed)
+    per_frame = 4 * ry * rx
+    frames = m.reshape(batch, t, per_frame)
+    assert np.all(frames.sum(axis=2) == int(ratio * 4) * ry * rx)          # equal counts, every slot
+    if t >= 2:
+        assert np.all(np.any(frames[:, 1:] != frames[:, :-1], axis=2))   # the pattern moves
+    if t >= 4:
+        assert np.all(~frames[:, :4].all(axis=1))                        # every patch seen in 4 slots
+    assert np.array_equal(m, vm.running_cell_mask(batch, grid, ratio, rng=seed))
+
+
+def test_running_cell_mask_needs_a_grid_divisible_by_the_cell():
+    with pytest.raises(ValueError, match="not divisible by the cell"):
+        vm.running_cell_mask(1, (2, 3, 4), 0.5)

@@ -14,7 +14,7 @@ import os as _os
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from .config import VideoMAEConfig  # noqa: E402
-from .masking import random_mask, tube_mask
+from .masking import random_mask, running_cell_mask, tube_mask
 from .models import (VideoMAEForPreTraining, VideoMAEForVideoClassification, VideoMAEModel,
                      VideoMAEPreTrainedModel)
 from .positions import sinusoid_table
@@ -23,7 +23,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "VideoMAEConfig", "VideoMAEModel", "VideoMAEForPreTraining", "VideoMAEForVideoClassification",
-    "VideoMAEPreTrainedModel", "tube_mask", "random_mask", "sinusoid_table",
+    "VideoMAEPreTrainedModel", "tube_mask", "random_mask", "running_cell_mask", "sinusoid_table",
 ]
 
 

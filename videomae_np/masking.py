@@ -50,6 +50,31 @@ def random_mask(batch_size, num_patches, mask_ratio=0.9, rng=None):
     return _random_rows(_rng(rng), batch_size, int(num_patches), int(mask_ratio * num_patches))
 
 
+def running_cell_mask(batch_size, grid, mask_ratio=0.5, cell=(2, 2), rng=None):
+    """Running-cell masking (VideoMAE V2's decoder masking) -> (B, N) bool.
+
+    The frame is tiled with cells of cell = (ch, cw) patches; in every cell the same
+    int(mask_ratio * ch * cw) positions (in the cell's row-major order) are masked, and the pattern
+    moves by one position per temporal slot, so over ch * cw slots every patch is seen. Each sample
+    starts the cycle at a random offset. grid = (T/t, H/p, W/p) must be divisible by the cell.
+    """
+    _check(batch_size, mask_ratio)
+    t, gh, gw = (int(g) for g in grid)
+    ch, cw = cell
+    if gh % ch or gw % cw:
+        raise ValueError(f"grid {gh}x{gw} patches is not divisible by the cell {ch}x{cw}")
+    size = ch * cw
+    masked = int(mask_ratio * size)
+    base = np.arange(size) < masked                          # positions masked in slot 0
+    start = _rng(rng).integers(0, size, batch_size)
+    out = np.empty((batch_size, t, gh, gw), dtype=bool)
+    for b in range(batch_size):
+        for s in range(t):
+            pattern = np.roll(base, start[b] + s).reshape(ch, cw)
+            out[b, s] = np.tile(pattern, (gh // ch, gw // cw))
+    return out.reshape(batch_size, -1)
+
+
 def visible_and_masked_indices(bool_masked_pos):
     """(B, N) bool -> visible positions (B, Nv) and masked positions (B, Nm), each ascending.
 
