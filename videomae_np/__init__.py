@@ -9,9 +9,16 @@
 
 import os as _os
 
-# OpenBLAS (the matmuls) and Numba's OpenMP pool (the kernels) take turns on the same cores; with
-# OpenMP's default active waiting, idle Numba threads spin and slow the next matmul several-fold.
-_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# OpenBLAS (the matmuls) and Numba's OpenMP pool (the kernels) take turns on the same cores. Idle
+# threads of either that keep spinning steal the core the other one needs: with OpenMP's default
+# active waiting the next matmul ran several-fold slower, and with OpenBLAS's default spin time
+# the Numba kernels after a matmul did not speed up from a second thread at all. Both settings
+# are read when the libraries load, so they only take effect when videomae_np is imported before
+# NumPy (the `videomae-np` command always is); a value you set yourself is left alone.
+_ENV_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE", "OPENBLAS_THREAD_TIMEOUT": "4"}
+ENV_SET_HERE = tuple(k for k in _ENV_DEFAULTS if k not in _os.environ)
+for _k in ENV_SET_HERE:
+    _os.environ[_k] = _ENV_DEFAULTS[_k]
 
 from .config import VideoMAEConfig  # noqa: E402
 from .masking import random_mask, running_cell_mask, tube_mask

@@ -1,10 +1,10 @@
-"""Benchmark: videomae_np against transformers (PyTorch eager, CPU) in the same process run.
+"""Benchmark: videomae_np against transformers (PyTorch eager, CPU), measured in the same run.
 
     python -m videomae_np.bench [--threads N] [--repeats R] [--only small|vitb] [--no-torch]
     videomae-np bench ...
 
 Prints wall times (median of R runs after a warm-up) for four workloads, each with the torch time
-measured in this run with the same thread count, the ratio ours / torch, our matmul GFLOP/s and
+measured in this run (in a fresh interpreter, see bench_torch) with the same thread count, the ratio ours / torch, our matmul GFLOP/s and
 its share of the machine's measured sgemm throughput; then Numba's cold compile and cached
 first-call times and the peak memory of one training step (each in a fresh subprocess).
 """
@@ -89,31 +89,50 @@ def bench_ours(name, repeats):
     return cfg, B, nv, t_fwd, t_step
 
 
+_TORCH = r"""
+import json, sys
+import numpy as np, torch, transformers
+from videomae_np.bench import WORKLOADS, _inputs, _time
+name, repeats, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+torch.set_num_threads(threads)
+kw, B = WORKLOADS[name]
+cfg = transformers.VideoMAEConfig(**kw)
+x, mask = _inputs(__import__("videomae_np").VideoMAEConfig(**kw), B)
+xt, mt = torch.tensor(x), torch.tensor(mask)
+torch.manual_seed(0)
+enc = transformers.VideoMAEModel(cfg).eval()
+pt = transformers.VideoMAEForPreTraining(cfg).train()
+def fwd():
+    with torch.no_grad():
+        enc(xt)
+def step():
+    pt.zero_grad(set_to_none=True)
+    pt(xt, bool_masked_pos=mt).loss.backward()
+print(json.dumps({"fwd": _time(fwd, repeats), "step": _time(step, repeats)}))
+"""
+
+
+def _torch_env():
+    """The environment torch would see without us: the thread settings videomae_np chose for its
+    own libraries are removed (they share a process-wide OpenMP runtime with torch)."""
+    from . import ENV_SET_HERE
+    return {k: v for k, v in os.environ.items() if k not in ENV_SET_HERE}
+
+
 def bench_torch(name, repeats, threads):
+    """transformers' times, measured in a fresh interpreter during this run. In our process the
+    two runtimes' thread pools get in each other's way (torch measured 2.5-4x slower there than
+    alone), which would flatter the ratio."""
     try:
-        import torch
-        import transformers
-    except ImportError:
+        out = subprocess.run([sys.executable, "-c", _TORCH, name, str(repeats), str(threads)],
+                             capture_output=True, text=True, env=_torch_env(), timeout=3600)
+    except subprocess.TimeoutExpired:
         return None, None
-    torch.set_num_threads(threads)
-    kw, B = WORKLOADS[name]
-    cfg = transformers.VideoMAEConfig(**kw)
-    ours_cfg = __import__("videomae_np").VideoMAEConfig(**kw)
-    x, mask = _inputs(ours_cfg, B)
-    xt, mt = torch.tensor(x), torch.tensor(mask)
-    torch.manual_seed(0)
-    enc = transformers.VideoMAEModel(cfg).eval()
-    pt = transformers.VideoMAEForPreTraining(cfg).train()
-
-    def fwd():
-        with torch.no_grad():
-            enc(xt)
-
-    def step():
-        pt.zero_grad(set_to_none=True)
-        pt(xt, bool_masked_pos=mt).loss.backward()
-
-    return _time(fwd, repeats), _time(step, repeats)
+    if out.returncode != 0:
+        print(f"(transformers run failed: {out.stderr.strip().splitlines()[-1] if out.stderr else '?'})")
+        return None, None
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    return r["fwd"], r["step"]
 
 
 # ---- compile time and memory, each in a fresh interpreter ---------------------------------------
@@ -164,9 +183,10 @@ print(json.dumps({"peak_over_base": peak - base}))
 """
 
 
-def _run_py(code, args=(), env=None):
+def _run_py(code, args=(), env=None, clean=False):
+    base = _torch_env() if clean else dict(os.environ)
     out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
-                         env={**os.environ, **(env or {})}, timeout=1800)
+                         env={**base, **(env or {})}, timeout=1800)
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-2000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -182,7 +202,8 @@ def compile_times():
 
 def peak_memory(name, threads, with_torch):
     ours = _run_py(_MEM, ("ours", name))["peak_over_base"]
-    theirs = _run_py(_MEM, ("torch", name, str(threads)))["peak_over_base"] if with_torch else None
+    theirs = (_run_py(_MEM, ("torch", name, str(threads)), env=None, clean=True)["peak_over_base"]
+              if with_torch else None)
     return ours, theirs
 
 
@@ -197,23 +218,17 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     threads = args.threads or os.cpu_count()
-    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    import importlib.util
+
     import numba
+    from threadpoolctl import threadpool_limits
 
     numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    try:
-        from threadpoolctl import threadpool_limits
-        threadpool_limits(threads)
-    except ImportError:
-        pass
+    threadpool_limits(threads, user_api="blas")
     with_torch = not args.no_torch
-    if with_torch:
-        try:
-            import torch  # noqa: F401
-            import transformers  # noqa: F401
-        except ImportError:
-            print("(torch/transformers not installed: torch columns skipped; pip install -e '.[test]')")
-            with_torch = False
+    if with_torch and not all(importlib.util.find_spec(m) for m in ("torch", "transformers")):
+        print("(torch/transformers not installed: torch columns skipped; pip install -e '.[test]')")
+        with_torch = False
 
     peak = sgemm_gflops()
     print(f"threads: {threads}   measured sgemm (NumPy BLAS, 1024^3): {peak:.0f} GFLOP/s\n")
