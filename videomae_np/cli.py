@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 EXIT_ERROR = 1
@@ -51,7 +52,7 @@ def _common(p, defaults):
     p.add_argument("--save-every", type=int, help=f"checkpoint interval (default {defaults['save_every']})")
     p.add_argument("--log-every", type=int, help="progress line interval (default 50)")
     p.add_argument("--threads", type=int,
-                   help="CPU threads for Numba and BLAS (default: all; 1 is faster on a busy machine)")
+                   help="CPU threads for Numba and BLAS (default: all, or 1 when the machine is already busy)")
     p.add_argument("--config", nargs="+", metavar="KEY=VALUE",
                    help="model config fields over the toy model, e.g. hidden_size=96 num_hidden_layers=6")
     p.add_argument("--toy", nargs="+", metavar="KEY=VALUE",
@@ -123,14 +124,28 @@ def build_parser():
 
 
 def set_threads(n):
-    """Use n threads in the Numba kernels and, when threadpoolctl is installed, in BLAS."""
+    """Use n threads in the Numba kernels and in BLAS."""
     import numba
+    from threadpoolctl import threadpool_limits
     numba.set_num_threads(max(1, min(int(n), numba.config.NUMBA_NUM_THREADS)))
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return
     threadpool_limits(int(n))
+
+
+# Another busy process makes every parallel kernel wait at its barrier for a descheduled thread:
+# on the 2-core machine training ran at 9-50 clips/s with two threads instead of ~450 with one.
+BUSY_LOAD = 0.5
+
+
+def default_threads():
+    """All cores on an idle machine, one when something else is already using the CPU."""
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return None
+    if load > BUSY_LOAD:
+        _log(f"(the machine is busy, load {load:.1f}: training with 1 thread; --threads N overrides)")
+        return 1
+    return None
 
 
 def _log(msg):
@@ -149,8 +164,11 @@ def main(argv=None):
         return 0
     from . import train
 
-    if getattr(args, "threads", None):
-        set_threads(args.threads)
+    threads = getattr(args, "threads", None)
+    if threads is None and args.command in ("pretrain", "finetune"):
+        threads = default_threads()
+    if threads:
+        set_threads(threads)
     try:
         if args.command == "pretrain":
             settings, explicit = _settings(train.PretrainSettings, args,
