@@ -26,7 +26,7 @@ from .ops.layernorm import layernorm_backward, layernorm_forward
 from .ops.linear import linear_backward, linear_forward
 from .ops.losses import (bce_with_logits_backward, bce_with_logits_forward, cross_entropy_backward,
                          cross_entropy_forward, mse_backward, mse_forward)
-from .ops.patch_embed import patch_embed_backward, patch_embed_forward
+from .ops.patch_embed import patch_embed_backward, patch_embed_forward, tubelets
 from .outputs import BaseModelOutput, ImageClassifierOutput, VideoMAEForPreTrainingOutput
 from .positions import sinusoid_table
 
@@ -527,14 +527,11 @@ def pixel_targets(x, cfg, token_idx=None):
         raise ValueError(f"norm_pix_loss=False needs RGB input to un-normalise, but num_channels={C}; "
                          "set config.norm_pix_loss=True")
     t, p = cfg.tubelet_size, cfg.patch_size
-    B, T, _, H, W = x.shape
-    # (B, N, C, t*p*p): each token's pixels per channel, contiguous along the statistics axis
-    tok = x.reshape(B, T // t, t, C, H // p, p, W // p, p).transpose(0, 1, 4, 6, 3, 2, 5, 7)
-    tok = tok.reshape(B, cfg.num_patches, C, t * p * p)
+    # (B, N, C, t*p*p): each token's pixels per channel (the Conv3d order), contiguous along the
+    # axis the statistics reduce over
+    tok = tubelets(x, t, p).reshape(x.shape[0], cfg.num_patches, C, t * p * p)
     if token_idx is not None:
         tok = np.take_along_axis(tok, token_idx[:, :, None, None], axis=1)
-    else:
-        tok = np.ascontiguousarray(tok)
     if C == 3:
         # back to [0, 1] with the ImageNet statistics; torch.as_tensor of Python floats makes
         # float32 constants, and we round the same way

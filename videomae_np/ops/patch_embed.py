@@ -8,14 +8,14 @@ here (channel first) -- unlike the channel-last order of the pretraining target 
 import numpy as np
 
 
-def _tubelets(video, t, p):                 # (B, T, C, H, W) -> (B, N, C*t*p*p), conv order
+def tubelets(video, t, p):                  # (B, T, C, H, W) -> (B, N, C*t*p*p), conv order
     B, T, C, H, W = video.shape
     x = video.reshape(B, T // t, t, C, H // p, p, W // p, p)
     x = x.transpose(0, 1, 4, 6, 3, 2, 5, 7)                 # (B, T/t, H/p, W/p, C, t, p, p)
     return np.ascontiguousarray(x).reshape(B, -1, C * t * p * p)
 
 
-def _untubelets(cols, shape, t, p):         # inverse of _tubelets
+def _untubelets(cols, shape, t, p):         # inverse of tubelets
     B, T, C, H, W = shape
     x = cols.reshape(B, T // t, H // p, W // p, C, t, p, p)
     x = x.transpose(0, 1, 5, 4, 2, 6, 3, 7)                 # (B, T/t, t, C, H/p, p, W/p, p)
@@ -24,7 +24,7 @@ def _untubelets(cols, shape, t, p):         # inverse of _tubelets
 
 def patch_embed_forward(video, w, b, tubelet, patch):
     """video: (B, T, C, H, W), w: (D, C, t, p, p), b: (D,) -> tokens (B, N, D)."""
-    cols = _tubelets(video, tubelet, patch)                 # (B, N, K), K = C*t*p*p
+    cols = tubelets(video, tubelet, patch)                 # (B, N, K), K = C*t*p*p
     wf = w.reshape(w.shape[0], -1)                           # (D, K)
     y = cols @ wf.T
     y += b
