@@ -12,6 +12,7 @@ backward that reads the forward in reverse (``value_and_grad``).
 
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
@@ -90,7 +91,7 @@ def _check_mask(cfg, mask, batch):
     return m
 
 
-def _head_mask(cfg, head_mask, num_layers, num_heads, dtype):
+def _head_mask(head_mask, num_layers, num_heads, dtype):
     if head_mask is None:
         return [None] * num_layers
     hm = np.asarray(head_mask, dtype=dtype)
@@ -353,7 +354,6 @@ class VideoMAEPreTrainedModel:
         cfg["architectures"] = [type(self).__name__]
         cfg["dtype"] = np.dtype(self.dtype).name
         ckpt.write_safetensors(directory / ckpt.WEIGHTS_NAME, self.params)
-        import json
         _atomic_write_text(directory / "config.json", json.dumps(cfg, indent=2, sort_keys=True) + "\n")
 
     # --- shared pieces of forward ---------------------------------------------------------------
@@ -361,7 +361,7 @@ class VideoMAEPreTrainedModel:
         cfg = self.config
         x = _check_pixels(cfg, pixel_values, self.dtype)
         mask = _check_mask(cfg, bool_masked_pos, x.shape[0])
-        hms = _head_mask(cfg, head_mask, cfg.num_hidden_layers, cfg.num_attention_heads, self.dtype)
+        hms = _head_mask(head_mask, cfg.num_hidden_layers, cfg.num_attention_heads, self.dtype)
         drops = self._drops(cfg.num_hidden_layers, rng, self.drop_path_rate)
         h, hidden, attns, cache = encoder_forward(self.params, self.prefix, cfg, self._pos, x, mask, hms,
                                                   want_hidden, want_attn, keep_cache, drops)

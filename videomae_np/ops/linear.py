@@ -1,7 +1,5 @@
 """Linear layer in torch's layout: w is (out, in), y = x @ w.T + b."""
 
-import numpy as np
-
 
 def linear_forward(x, w, b=None):          # x: (..., I), w: (O, I), b: (O,) | None -> y: (..., O)
     y = x @ w.T
