@@ -78,21 +78,80 @@ def test_backend_switch_round_trips_and_rejects_unknown_names():
 
 
 @SETTINGS
-@given(st.integers(1, 6), st.integers(1, 40), st.integers(1, 16), dtypes, st.integers(0, 2**31))
-def test_fused_attention_numba_equals_numpy(g, n, d, dtype, seed):
+@given(st.integers(1, 3), st.integers(1, 4), st.integers(1, 40), st.integers(1, 16), dtypes, st.integers(0, 2**31))
+def test_fused_attention_numba_equals_numpy(b, h, n, d, dtype, seed):
     from videomae_np.kernels import attention as kt
     rng = np.random.default_rng(seed)
-    q, k, v, dctx = (rng.standard_normal((g, n, d)).astype(dtype) for _ in range(4))
+    qkv = rng.standard_normal((b * n, 3 * h * d)).astype(dtype)
+    dctx = rng.standard_normal((b * n, h * d)).astype(dtype)
     scale = d ** -0.5
-    p1, c1, l1 = kt.attention_fwd_numba(q, k, v, scale, keep_probs=True)
-    p2, c2, l2 = kt.attention_fwd_numpy(q, k, v, scale, keep_probs=True)
+    p1, c1, l1 = kt.attention_fwd_numba(qkv, b, h, scale, keep_probs=True)
+    p2, c2, l2 = kt.attention_fwd_numpy(qkv, b, h, scale, keep_probs=True)
     _close(p1, p2, dtype, "P")
     _close(c1, c2, dtype, "ctx")
     np.testing.assert_allclose(l1, l2, rtol=TOL[dtype], atol=TOL[dtype])
-    assert kt.attention_fwd_numba(q, k, v, scale)[0] is None        # probabilities only on request
-    for a, b, name in zip(kt.attention_bwd_numba(dctx, q, k, v, l2, scale),
-                          kt.attention_bwd_numpy(dctx, q, k, v, l2, scale), ["dq", "dk", "dv"]):
-        _close(a, b, dtype, name)
+    assert kt.attention_fwd_numba(qkv, b, h, scale)[0] is None        # probabilities only on request
+    _close(kt.attention_bwd_numba(dctx, qkv, l2, b, h, scale), kt.attention_bwd_numpy(dctx, qkv, l2, b, h, scale),
+           dtype, "dqkv")
+
+
+def test_split_and_merge_heads_are_inverse_and_follow_the_column_layout():
+    from videomae_np.kernels.attention import merge_heads, split_heads
+    B, N, h, d = 2, 5, 3, 4
+    qkv = np.arange(B * N * 3 * h * d, dtype=np.float64).reshape(B * N, 3 * h * d)
+    q, k, v = split_heads(qkv, B, h)
+    # head j of batch entry b is rows b*N.., columns j*d.. of the q block
+    np.testing.assert_array_equal(q[1 * h + 2], qkv[N:2 * N, 2 * d:3 * d])
+    np.testing.assert_array_equal(v[0 * h + 1], qkv[:N, 2 * h * d + d:2 * h * d + 2 * d])
+    np.testing.assert_array_equal(np.concatenate([merge_heads(a, B, h) for a in (q, k, v)], axis=1), qkv)
+
+
+@SETTINGS
+@given(st.integers(1, 70), st.integers(1, 40), st.integers(1, 40), dtypes, st.integers(0, 2**31),
+       st.booleans(), st.booleans())
+def test_linear_numba_equals_numpy(r, i, o, dtype, seed, bias, residual):
+    from videomae_np.kernels import linear as kn
+    rng = np.random.default_rng(seed)
+    x, w, dy = (rng.standard_normal(s).astype(dtype) for s in [(r, i), (o, i), (r, o)])
+    b = rng.standard_normal(o).astype(dtype) if bias else None
+    res = rng.standard_normal((r, o)).astype(dtype) if residual else None
+    _close(kn.linear_fwd_numba(x, w, b, res), kn.linear_fwd_numpy(x, w, b, res), dtype, "y")
+    for need_dx, need_db in [(True, True), (False, bias)]:
+        g1 = kn.linear_bwd_numba(dy, x, w, need_dx, need_db)
+        g2 = kn.linear_bwd_numpy(dy, x, w, need_dx, need_db)
+        for a, bb, n in zip(g1, g2, ["dx", "dw", "db"]):
+            assert (a is None) == (bb is None), n
+            if a is not None:
+                _close(a, bb, dtype, n)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gemm_on_strided_views_with_transposes_and_beta(dtype):
+    """blas.gemm against NumPy on column blocks of wider matrices (leading dimension > width), all
+    four transpose combinations, beta 0 and 1; entries outside the output block stay untouched."""
+    from numba import njit
+
+    from videomae_np.kernels.blas import gemm
+
+    @njit
+    def run(a, b, c, ta, tb, beta):
+        gemm(a[:, 2:5], b[:, 1:4], c[:, 3:6], ta, tb, 1.0, beta)
+        return c
+
+    rng = np.random.default_rng(0)
+    for ta in (False, True):
+        for tb in (False, True):
+            # every block is 3 columns wide inside a wider matrix; op(a) is (4, 3) or (3, 3)
+            a = rng.standard_normal((3 if ta else 4, 9)).astype(dtype)
+            b = rng.standard_normal((3, 6)).astype(dtype)
+            av = a[:, 2:5].T if ta else a[:, 2:5]
+            bv = b[:, 1:4].T if tb else b[:, 1:4]
+            for beta in (0.0, 1.0):
+                c = rng.standard_normal((av.shape[0], 8)).astype(dtype)
+                want = c.copy()
+                want[:, 3:6] = av @ bv + beta * c[:, 3:6]
+                got = run(a, b, c.copy(), ta, tb, beta)
+                np.testing.assert_allclose(got, want, rtol=TOL[dtype] * 10, atol=TOL[dtype] * 10)
 
 
 def test_model_without_the_jit_gives_the_same_numbers(tmp_path):

@@ -20,6 +20,8 @@ ENV_SET_HERE = tuple(k for k in _ENV_DEFAULTS if k not in _os.environ)
 for _k in ENV_SET_HERE:
     _os.environ[_k] = _ENV_DEFAULTS[_k]
 
+from ._malloc import MALLOC_TUNED  # noqa: E402,F401  (glibc keeps freed arrays for reuse)
+
 from .config import VideoMAEConfig  # noqa: E402
 from .masking import random_mask, running_cell_mask, tube_mask
 from .models import (VideoMAEForPreTraining, VideoMAEForVideoClassification, VideoMAEModel,

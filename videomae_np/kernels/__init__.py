@@ -1,5 +1,6 @@
-"""Memory-bound kernels behind the ops: LayerNorm, scaled softmax, bias + activation, and the
-attention core (softmax between two matmuls, one head at a time).
+"""Kernels behind the ops: linear layers (gemm with the bias and residual folded in), LayerNorm,
+scaled softmax, bias + activation, and the attention core (softmax between two matmuls, one head
+at a time).
 
 Each kernel exists twice, side by side in its module: a Numba ``njit(parallel=True, cache=True)``
 version (the fast path) and a plain-NumPy version (the reference, and the path taken when Numba's
@@ -17,11 +18,16 @@ or at run time with :func:`set_backend`.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
+
+import numpy as np
 
 from . import activations as _act
 from . import attention as _attn
 from . import layernorm as _ln
+from . import linear as _lin
 from . import softmax as _sm
 
 BACKENDS = ("numba", "numpy")
@@ -85,32 +91,70 @@ def act_bwd(dy, pre, kind):             # -> d(pre) = dy * act'(pre)
 
 
 _blas_ctl = None
+_blas_state = threading.local()
 
 
-def _one_blas_thread():
-    """A context in which BLAS runs single-threaded. The fused attention kernels call BLAS from
-    each of Numba's threads; letting every such call fan out again puts 2 x 2 busy threads on two
-    cores and made a decoder-sized attention 100x slower."""
+@contextlib.contextmanager
+def one_blas_thread():
+    """A context in which BLAS runs single-threaded. Every Numba kernel that calls gemm does so
+    from each of Numba's threads at once; letting each call fan out again puts 2 x 2 busy
+    threads on two cores and made a decoder-sized attention 100x slower. Nested uses cost a
+    counter: the models enter it once per forward or backward, the kernels again inside."""
+    depth = getattr(_blas_state, "depth", 0)
+    if depth:
+        _blas_state.depth = depth + 1
+        try:
+            yield
+        finally:
+            _blas_state.depth = depth
+        return
     global _blas_ctl
     if _blas_ctl is None:
         from threadpoolctl import ThreadpoolController
         _blas_ctl = ThreadpoolController()
-    return _blas_ctl.limit(limits=1, user_api="blas")
+    limiter = _blas_ctl.limit(limits=1, user_api="blas")
+    _blas_state.depth = 1
+    try:
+        yield
+    finally:
+        _blas_state.depth = 0
+        limiter.restore_original_limits()
 
 
-def attention_fwd(q, k, v, scale, keep_probs=False):
-    """q, k, v: (G, N, d) -> P (G, N, N) | None, ctx (G, N, d), row log-sum-exp (G, N) float64."""
+def _c(*arrays):
+    """C-contiguous versions (no copy when already so): the gemm kernels assume unit stride."""
+    return tuple(None if a is None else np.ascontiguousarray(a) for a in arrays)
+
+
+def linear_fwd(x, w, b=None, res=None):
+    """x: (R, I), w: (O, I), b: (O,) | None, res: (R, O) | None -> x w^T + b + res (R, O)."""
     if _backend == "numpy":
-        return _attn.attention_fwd_numpy(q, k, v, float(scale), bool(keep_probs))
-    with _one_blas_thread():
-        return _attn.attention_fwd_numba(q, k, v, float(scale), bool(keep_probs))
+        return _lin.linear_fwd_numpy(x, w, b, res)
+    with one_blas_thread():
+        return _lin.linear_fwd_numba(*_c(x, w, b, res))
 
 
-def attention_bwd(dctx, q, k, v, lse, scale):   # -> dq, dk, dv (G, N, d)
+def linear_bwd(dy, x, w, need_dx=True, need_db=True):
+    """dy: (R, O) -> dx (R, I) | None, dw (O, I), db (O,) | None."""
     if _backend == "numpy":
-        return _attn.attention_bwd_numpy(dctx, q, k, v, lse, float(scale))
-    with _one_blas_thread():
-        return _attn.attention_bwd_numba(dctx, q, k, v, lse, float(scale))
+        return _lin.linear_bwd_numpy(dy, x, w, need_dx, need_db)
+    with one_blas_thread():
+        return _lin.linear_bwd_numba(*_c(dy, x, w), need_dx, need_db)
+
+
+def attention_fwd(qkv, B, h, scale, keep_probs=False):
+    """qkv: (B N, 3C) -> P (B, h, N, N) | None, ctx (B N, C), row log-sum-exp (B h, N) float64."""
+    if _backend == "numpy":
+        return _attn.attention_fwd_numpy(qkv, B, h, float(scale), bool(keep_probs))
+    with one_blas_thread():
+        return _attn.attention_fwd_numba(*_c(qkv), B, h, float(scale), bool(keep_probs))
+
+
+def attention_bwd(dctx, qkv, lse, B, h, scale):   # dctx: (B N, C) -> dqkv (B N, 3C)
+    if _backend == "numpy":
+        return _attn.attention_bwd_numpy(dctx, qkv, lse, B, h, float(scale))
+    with one_blas_thread():
+        return _attn.attention_bwd_numba(*_c(dctx, qkv, lse), B, h, float(scale))
 
 
 ACT_CODES = _act.ACT_CODES

@@ -1,112 +1,155 @@
-"""The core of attention for one group (a batch entry's head) at a time:
+"""The core of attention, one (batch entry, head) group at a time, read from and written to the
+projections' own layout:
 
+    qkv: (B N, 3C), each row [q | k | v] with head j of each in columns j d .. (j+1) d
     forward:  P = softmax(scale * q k^T),  ctx = P v,  lse = log rowsum(exp(scale * q k^T))
     backward: P = exp(scale * q k^T - lse)  (rebuilt, not stored: G N^2 floats saved per layer)
               dP = dctx v^T,  dv = P^T dctx,  ds = scale * P * (dP - rowsum(dP * P)),
               dq = ds k,  dk = ds^T q
+    ctx, dctx: (B N, C), the layout the output projection takes; dqkv: (B N, 3C), the layout of
+    the projections' backward.
 
 P is returned only when asked for (output_attentions); training keeps just the row log-sum-exp,
 as flash attention does, and pays one more q k^T matmul in backward.
 
-q, k, v, ctx: (G, N, d); P: (G, N, N), G = batch x heads. The Numba version runs the groups in
-parallel and keeps each group's N x N scores in cache between the matmuls (BLAS through np.dot)
-and the softmax, instead of streaming all G score matrices through memory three times as the
-NumPy twin does with batched matmuls.
+The Numba version gives each thread a block of groups and one N x N scratch matrix; the matmuls
+are gemm calls on strided views (blas.py), so no head is ever copied out of qkv or into ctx, and
+the scores stay in cache between the matmuls and the softmax. The NumPy twin transposes to
+(G, N, d) and uses batched matmuls.
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import get_num_threads, njit, prange
 
+from .blas import gemm
 from .fastmath import fexp_as
+from .linear import part
 from .softmax import softmax_bwd_numpy
 
 _FLAGS = {"reassoc", "contract", "nsz"}   # see softmax.py
 
 
 # ---- NumPy reference --------------------------------------------------------------------------
-def attention_fwd_numpy(q, k, v, scale, keep_probs=False):
-    G, N, d = q.shape
+def split_heads(qkv, B, h):
+    """(B N, 3C) -> q, k, v each (B h, N, d), contiguous."""
+    R, C3 = qkv.shape
+    N, d = R // B, C3 // (3 * h)
+    t = np.ascontiguousarray(qkv.reshape(B, N, 3, h, d).transpose(2, 0, 3, 1, 4))
+    return (a.reshape(B * h, N, d) for a in t)
+
+
+def merge_heads(x, B, h):
+    """(B h, N, d) -> (B N, h d)."""
+    G, N, d = x.shape
+    return x.reshape(B, h, N, d).transpose(0, 2, 1, 3).reshape(B * N, h * d)
+
+
+def attention_fwd_numpy(qkv, B, h, scale, keep_probs=False):
+    q, k, v = split_heads(qkv, B, h)
     z = (q @ k.transpose(0, 2, 1)) * q.dtype.type(scale)
     mx = z.max(axis=2, keepdims=True)
     e = np.exp(z - mx)
     tot = e.sum(axis=2, keepdims=True)
     p = e / tot
     lse = (mx + np.log(tot))[..., 0].astype(np.float64)
-    return (p if keep_probs else None), p @ v, lse
+    G, N, _ = p.shape
+    return (p.reshape(B, h, N, N) if keep_probs else None), merge_heads(p @ v, B, h), lse
 
 
-def _probs_numpy(q, k, lse, scale):
-    z = (q @ k.transpose(0, 2, 1)) * q.dtype.type(scale)
-    return np.exp(z - lse[..., None].astype(q.dtype))
-
-
-def attention_bwd_numpy(dctx, q, k, v, lse, scale):
+def attention_bwd_numpy(dctx, qkv, lse, B, h, scale):
+    q, k, v = split_heads(qkv, B, h)
     G, N, d = q.shape
-    p = _probs_numpy(q, k, lse, scale)
-    dp = dctx @ v.transpose(0, 2, 1)
-    dv = p.transpose(0, 2, 1) @ dctx
+    dc = np.ascontiguousarray(dctx.reshape(B, N, h, d).transpose(0, 2, 1, 3)).reshape(G, N, d)
+    p = np.exp((q @ k.transpose(0, 2, 1)) * q.dtype.type(scale) - lse[..., None].astype(q.dtype))
+    dp = dc @ v.transpose(0, 2, 1)
+    dv = p.transpose(0, 2, 1) @ dc
     ds = softmax_bwd_numpy(dp.reshape(-1, N), p.reshape(-1, N), scale).reshape(G, N, N)
-    return ds @ k, ds.transpose(0, 2, 1) @ q, dv
+    return np.concatenate([merge_heads(ds @ k, B, h), merge_heads(ds.transpose(0, 2, 1) @ q, B, h),
+                           merge_heads(dv, B, h)], axis=1)
 
 
 # ---- Numba ------------------------------------------------------------------------------------
+@njit(cache=True, inline="always")
+def _views(a, b, N, col, d):
+    """Rows of batch entry b, columns col .. col + d: one head's q, k, v, ctx or their gradients."""
+    return a[b * N:(b + 1) * N, col:col + d]
+
+
 @njit(parallel=True, cache=True, fastmath=_FLAGS, error_model="numpy")
-def _attn_fwd(q, k, v, scale, keep, p, ctx, lse):
-    G, N, d = q.shape
-    sc = q.dtype.type(scale)
-    for g in prange(G):
-        s = np.dot(q[g], k[g].T)                   # (N, N), stays in cache for the softmax
-        for i in range(N):
-            mx = s[i, 0]
-            for j in range(1, N):
-                mx = max(mx, s[i, j])
-            mx = mx * sc
-            tot = 0.0
-            for j in range(N):
-                e = fexp_as(s[i, j], s[i, j] * sc - mx)
-                s[i, j] = e
-                tot += e
-            inv = s.dtype.type(1.0 / tot)
-            for j in range(N):
-                s[i, j] = s[i, j] * inv
-            lse[g, i] = mx + np.log(tot)            # enough to rebuild P in backward
-        ctx[g] = np.dot(s, v[g])
-        if keep:
-            p[g] = s
+def _attn_fwd(qkv, B, h, scale, keep, p, ctx, lse, T):
+    R, C3 = qkv.shape
+    C = C3 // 3
+    d, N, G = C // h, R // B, B * h
+    sc = qkv.dtype.type(scale)
+    T = min(T, G)
+    for t in prange(T):
+        s = np.empty((N, N), qkv.dtype)
+        g0, g1 = part(G, T, t)
+        for g in range(g0, g1):
+            b, j = g // h, g % h
+            gemm(_views(qkv, b, N, j * d, d), _views(qkv, b, N, C + j * d, d), s, False, True, 1.0, 0.0)
+            for i in range(N):
+                mx = s[i, 0]
+                for c in range(1, N):
+                    mx = max(mx, s[i, c])
+                mx = mx * sc
+                tot = 0.0
+                for c in range(N):
+                    e = fexp_as(s[i, c], s[i, c] * sc - mx)
+                    s[i, c] = e
+                    tot += e
+                inv = s.dtype.type(1.0 / tot)
+                for c in range(N):
+                    s[i, c] = s[i, c] * inv
+                lse[g, i] = mx + np.log(tot)        # enough to rebuild P in backward
+            gemm(s, _views(qkv, b, N, 2 * C + j * d, d), _views(ctx, b, N, j * d, d), False, False, 1.0, 0.0)
+            if keep:
+                p[b, j] = s
 
 
-def attention_fwd_numba(q, k, v, scale, keep_probs=False):
-    G, N, d = q.shape
-    p = np.empty((G, N, N) if keep_probs else (1, 1, 1), q.dtype)
-    ctx = np.empty_like(q)
-    lse = np.empty((G, N), np.float64)
-    _attn_fwd(q, k, v, scale, keep_probs, p, ctx, lse)
+def attention_fwd_numba(qkv, B, h, scale, keep_probs=False):
+    R, C3 = qkv.shape
+    N = R // B
+    p = np.empty((B, h, N, N) if keep_probs else (1, 1, 1, 1), qkv.dtype)
+    ctx = np.empty((R, C3 // 3), qkv.dtype)
+    lse = np.empty((B * h, N), np.float64)
+    _attn_fwd(qkv, B, h, scale, keep_probs, p, ctx, lse, get_num_threads())
     return (p if keep_probs else None), ctx, lse
 
 
 @njit(parallel=True, cache=True, fastmath=_FLAGS, error_model="numpy")
-def _attn_bwd(dctx, q, k, v, lse, scale, dq, dk, dv):
-    G, N, d = q.shape
-    sc = q.dtype.type(scale)
-    for g in prange(G):
-        p = np.dot(q[g], k[g].T)                   # rebuild P = exp(scale * q k^T - lse)
-        for i in range(N):
-            m = lse[g, i]
-            for j in range(N):
-                p[i, j] = fexp_as(p[i, j], p[i, j] * sc - m)
-        dp = np.dot(dctx[g], v[g].T)               # (N, N)
-        dv[g] = np.dot(p.T, dctx[g])
-        for i in range(N):                         # dP -> d(scores), in place (softmax.py's row rule)
-            dot = 0.0
-            for j in range(N):
-                dot += dp[i, j] * p[i, j]
-            for j in range(N):
-                dp[i, j] = sc * p[i, j] * (dp[i, j] - dot)
-        dq[g] = np.dot(dp, k[g])
-        dk[g] = np.dot(dp.T, q[g])
+def _attn_bwd(dctx, qkv, lse, B, h, scale, dqkv, T):
+    R, C3 = qkv.shape
+    C = C3 // 3
+    d, N, G = C // h, R // B, B * h
+    sc = qkv.dtype.type(scale)
+    T = min(T, G)
+    for t in prange(T):
+        p = np.empty((N, N), qkv.dtype)
+        dp = np.empty((N, N), qkv.dtype)
+        g0, g1 = part(G, T, t)
+        for g in range(g0, g1):
+            b, j = g // h, g % h
+            q, k = _views(qkv, b, N, j * d, d), _views(qkv, b, N, C + j * d, d)
+            v, dc = _views(qkv, b, N, 2 * C + j * d, d), _views(dctx, b, N, j * d, d)
+            gemm(q, k, p, False, True, 1.0, 0.0)               # rebuild P = exp(scale q k^T - lse)
+            for i in range(N):
+                m = lse[g, i]
+                for c in range(N):
+                    p[i, c] = fexp_as(p[i, c], p[i, c] * sc - m)
+            gemm(dc, v, dp, False, True, 1.0, 0.0)             # dP = dctx v^T
+            gemm(p, dc, _views(dqkv, b, N, 2 * C + j * d, d), True, False, 1.0, 0.0)   # dv = P^T dctx
+            for i in range(N):                     # dP -> d(scores), in place (softmax.py's row rule)
+                dot = 0.0
+                for c in range(N):
+                    dot += dp[i, c] * p[i, c]
+                for c in range(N):
+                    dp[i, c] = sc * p[i, c] * (dp[i, c] - dot)
+            gemm(dp, k, _views(dqkv, b, N, j * d, d), False, False, 1.0, 0.0)          # dq = ds k
+            gemm(dp, q, _views(dqkv, b, N, C + j * d, d), True, False, 1.0, 0.0)       # dk = ds^T q
 
 
-def attention_bwd_numba(dctx, q, k, v, lse, scale):
-    dq, dk, dv = np.empty_like(q), np.empty_like(k), np.empty_like(v)
-    _attn_bwd(dctx, q, k, v, lse, scale, dq, dk, dv)
-    return dq, dk, dv
+def attention_bwd_numba(dctx, qkv, lse, B, h, scale):
+    dqkv = np.empty_like(qkv)
+    _attn_bwd(dctx, qkv, lse, B, h, scale, dqkv, get_num_threads())
+    return dqkv

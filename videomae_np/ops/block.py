@@ -9,7 +9,7 @@ Parameters are passed as a dict with the block's transformers key names (below),
 model hands over ``state_dict`` slices directly and gets gradients back under the same names.
 """
 
-from .dropout import branch_mask
+from .dropout import branch_mask, masks_branch
 from .attention import attention_backward, attention_forward
 from .layernorm import layernorm_backward, layernorm_forward
 from .mlp import mlp_backward, mlp_forward
@@ -40,18 +40,24 @@ def block_forward(x, p, num_heads, eps, act, head_mask=None, drop=None, need_pro
     pa = {k: p.get(v) for k, v in ATTN_KEYS.items()}
     pm = {k: p[v] for k, v in MLP_KEYS.items()}
     h1, c_ln1 = layernorm_forward(x, p["layernorm_before.weight"], p["layernorm_before.bias"], eps)
-    a, probs, c_att = attention_forward(h1, pa, num_heads, head_mask, drop, need_probs)
-    m1 = branch_mask(drop, a.shape, a.dtype)
+    # Without dropout / drop path on the branches, each residual add rides on the matmul that
+    # ends its branch (the output starts from residual + bias); with them, the branch is masked
+    # first and added after.
+    fuse = not masks_branch(drop)
+    x1, probs, c_att = attention_forward(h1, pa, num_heads, head_mask, drop, need_probs,
+                                         residual=x if fuse else None)
+    m1 = branch_mask(drop, x.shape, x.dtype)
     if m1 is not None:
-        a *= m1
-    x1 = a
-    x1 += x                                                   # first residual
+        x1 *= m1
+    if not fuse:
+        x1 += x                                               # first residual
     h2, c_ln2 = layernorm_forward(x1, p["layernorm_after.weight"], p["layernorm_after.bias"], eps)
-    y, c_mlp = mlp_forward(h2, pm, act)
+    y, c_mlp = mlp_forward(h2, pm, act, residual=x1 if fuse else None)
     m2 = branch_mask(drop, y.shape, y.dtype)
     if m2 is not None:
         y *= m2
-    y += x1                                                   # second residual
+    if not fuse:
+        y += x1                                               # second residual
     return y, probs, (c_ln1, c_att, m1, c_ln2, c_mlp, m2)
 
 

@@ -34,6 +34,11 @@ def dropout_mask(rng, shape, p, dtype):
     return keep.astype(dtype) * dtype.type(1.0 / (1.0 - p))
 
 
+def masks_branch(drop: Drop | None) -> bool:
+    """Whether branch_mask will draw a mask for this block (without drawing it)."""
+    return drop is not None and (drop.hidden > 0.0 or drop.path > 0.0)
+
+
 def branch_mask(drop: Drop | None, shape, dtype):
     """The combined hidden-dropout x drop-path mask of a residual branch output (B, N, C), or None."""
     if drop is None:

@@ -1,18 +1,19 @@
-"""Linear layer in torch's layout: w is (out, in), y = x @ w.T + b."""
+"""Linear layer in torch's layout: w is (out, in), y = x @ w.T + b (+ residual, when the caller
+wants the residual add folded into the matmul; its gradient is dy itself, so backward is the same)."""
+
+from .. import kernels
+from ._util import rows
 
 
-def linear_forward(x, w, b=None):          # x: (..., I), w: (O, I), b: (O,) | None -> y: (..., O)
-    y = x @ w.T
-    if b is not None:
-        y += b
-    return y, (x, w, b is not None)
+def linear_forward(x, w, b=None, residual=None):  # x: (..., I), w: (O, I), b: (O,) | None -> y (..., O)
+    x2 = rows(x)
+    y = kernels.linear_fwd(x2, w, b, None if residual is None else rows(residual))
+    return y.reshape(*x.shape[:-1], w.shape[0]), (x2, w, b is not None, x.shape)
 
 
-def linear_backward(dy, cache):             # dy: (..., O) -> dx (..., I), dw (O, I), db (O,) | None
-    x, w, has_bias = cache
-    O, I = w.shape
-    dy2 = dy.reshape(-1, O)
-    dx = dy @ w
-    dw = dy2.T @ x.reshape(-1, I)
-    db = dy2.sum(axis=0) if has_bias else None
-    return dx, dw, db
+def linear_backward(dy, cache, need_dx=True, need_db=None):
+    """dy: (..., O) -> dx (..., I) | None, dw (O, I), db (O,) | None. need_db defaults to whether
+    the forward had a bias; a caller that added the bias elsewhere (the MLP) can still ask."""
+    x2, w, has_bias, shape = cache
+    dx, dw, db = kernels.linear_bwd(rows(dy), x2, w, need_dx, has_bias if need_db is None else need_db)
+    return (None if dx is None else dx.reshape(shape)), dw, db

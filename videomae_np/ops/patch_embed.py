@@ -7,6 +7,8 @@ here (channel first) -- unlike the channel-last order of the pretraining target 
 
 import numpy as np
 
+from .linear import linear_backward, linear_forward
+
 
 def tubelets(video, t, p):                  # (B, T, C, H, W) -> (B, N, C*t*p*p), conv order
     B, T, C, H, W = video.shape
@@ -25,18 +27,13 @@ def _untubelets(cols, shape, t, p):         # inverse of tubelets
 def patch_embed_forward(video, w, b, tubelet, patch):
     """video: (B, T, C, H, W), w: (D, C, t, p, p), b: (D,) -> tokens (B, N, D)."""
     cols = tubelets(video, tubelet, patch)                 # (B, N, K), K = C*t*p*p
-    wf = w.reshape(w.shape[0], -1)                           # (D, K)
-    y = cols @ wf.T
-    y += b
-    return y, (cols, w, video.shape, tubelet, patch)
+    y, c_lin = linear_forward(cols, w.reshape(w.shape[0], -1), b)
+    return y, (c_lin, w.shape, video.shape, tubelet, patch)
 
 
 def patch_embed_backward(dy, cache, need_input_grad=False):
     """dy: (B, N, D) -> d(video) (B, T, C, H, W) | None, dw (D, C, t, p, p), db (D,)."""
-    cols, w, shape, t, p = cache
-    D = w.shape[0]
-    dy2 = dy.reshape(-1, D)
-    dw = (dy2.T @ cols.reshape(dy2.shape[0], -1)).reshape(w.shape)
-    db = dy2.sum(axis=0)
-    dvideo = _untubelets(dy @ w.reshape(D, -1), shape, t, p) if need_input_grad else None
-    return dvideo, dw, db
+    c_lin, w_shape, shape, t, p = cache
+    dcols, dw, db = linear_backward(dy, c_lin, need_dx=need_input_grad)
+    dvideo = _untubelets(dcols, shape, t, p) if need_input_grad else None
+    return dvideo, dw.reshape(w_shape), db

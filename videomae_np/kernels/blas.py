@@ -1,0 +1,92 @@
+"""BLAS gemm callable from Numba code, on row-major strided views, writing into a given output.
+
+    gemm(a, b, c, trans_a, trans_b, alpha, beta):   c = alpha * op(a) @ op(b) + beta * c
+    op(x) = x.T if trans_x else x;  a, b, c 2-D float32 or float64 (one dtype), unit stride along
+    the last axis, any row stride (so a head's columns inside a (rows, 3C) qkv matrix qualify).
+
+Why not np.dot inside the kernels: it allocates its result, needs contiguous inputs and has no
+beta, so every head of attention paid a copy in and a copy out, and every bias or residual add
+another pass over memory. Calling the gemm directly lets the kernels read q, k and v where the
+projection wrote them, write each head's context straight into its columns, and start a linear
+layer's output from its bias (+ residual) with beta = 1.
+
+The routine is scipy's BLAS (scipy.linalg.cython_blas, the same one Numba's np.dot uses). Its
+address is registered with LLVM under a fixed symbol name, so compiled kernels refer to the name,
+not the address, and stay cacheable across processes. A row-major matrix is the column-major
+matrix of its transpose, so c = op(a) op(b) is computed as c^T = op(b)^T op(a)^T: the same
+transpose flags, the operands swapped.
+
+Every caller runs several gemms at once from Numba's threads, so BLAS itself must be single-threaded
+meanwhile (kernels.one_blas_thread).
+
+Without the JIT (NUMBA_DISABLE_JIT=1) ``gemm`` runs its NumPy body.
+"""
+
+import llvmlite.binding as ll
+import numpy as np
+from numba import types
+from numba.extending import get_cython_function_address, overload
+
+_SYMBOLS = {"sgemm": "videomae_np_sgemm", "dgemm": "videomae_np_dgemm"}
+for _name, _sym in _SYMBOLS.items():
+    ll.add_symbol(_sym, get_cython_function_address("scipy.linalg.cython_blas", _name))
+# Fortran calling convention: every argument by pointer (transa, transb, m, n, k, alpha, a, lda,
+# b, ldb, beta, c, ldc); the C wrappers in cython_blas take no hidden string lengths.
+_SIG = types.void(*([types.voidptr] * 13))
+_sgemm = types.ExternalFunction(_SYMBOLS["sgemm"], _SIG)
+_dgemm = types.ExternalFunction(_SYMBOLS["dgemm"], _SIG)
+
+_N, _T = 78, 84  # ord("N"), ord("T")
+
+
+def gemm(a, b, c, trans_a, trans_b, alpha, beta):
+    """c = alpha * op(a) @ op(b) + beta * c, in place. (This body runs only without the JIT;
+    compiled code takes the BLAS overload below.)"""
+    r = (a.T if trans_a else a) @ (b.T if trans_b else b)
+    r *= c.dtype.type(alpha)
+    if beta == 0:
+        c[...] = r
+    else:
+        c *= c.dtype.type(beta)
+        c += r
+
+
+@overload(gemm, jit_options={"cache": True})
+def _gemm_blas(a, b, c, trans_a, trans_b, alpha, beta):
+    fn = _sgemm if c.dtype == types.float32 else _dgemm
+
+    def impl(a, b, c, trans_a, trans_b, alpha, beta):
+        m, n = c.shape
+        k = a.shape[0] if trans_a else a.shape[1]
+        if m == 0 or n == 0:
+            return
+        if k == 0:                                  # BLAS would want lda >= 1 of an empty operand
+            for i in range(m):
+                for j in range(n):
+                    c[i, j] = c[i, j] * beta if beta != 0 else 0
+            return
+        isz = c.itemsize
+        ints = np.empty(6, np.int32)
+        ints[0] = n
+        ints[1] = m
+        ints[2] = k
+        # leading dimensions: the row stride, at least the row length (a single row's stride is
+        # arbitrary)
+        ints[3] = max(b.strides[0] // isz, b.shape[1], 1)
+        ints[4] = max(a.strides[0] // isz, a.shape[1], 1)
+        ints[5] = max(c.strides[0] // isz, c.shape[1], 1)
+        scal = np.empty(2, c.dtype)
+        scal[0] = alpha
+        scal[1] = beta
+        flags = np.empty(2, np.uint8)
+        flags[0] = _T if trans_b else _N
+        flags[1] = _T if trans_a else _N
+        fn(flags[0:].ctypes, flags[1:].ctypes, ints[0:].ctypes, ints[1:].ctypes, ints[2:].ctypes,
+           scal[0:].ctypes, b.ctypes, ints[3:].ctypes, a.ctypes, ints[4:].ctypes, scal[1:].ctypes,
+           c.ctypes, ints[5:].ctypes)
+    return impl
+
+
+def gemm_ready(x):
+    """True if x can be handed to gemm as it is: 2-D with unit stride along its last axis."""
+    return x.ndim == 2 and (x.strides[1] == x.itemsize or x.shape[1] <= 1)
