@@ -91,7 +91,8 @@ def test_fused_attention_numba_equals_numpy(b, h, n, d, dtype, seed):
     _close(c1, c2, dtype, "ctx")
     np.testing.assert_allclose(l1, l2, rtol=TOL[dtype], atol=TOL[dtype])
     assert kt.attention_fwd_numba(qkv, b, h, scale)[0] is None        # probabilities only on request
-    _close(kt.attention_bwd_numba(dctx, qkv, l2, b, h, scale), kt.attention_bwd_numpy(dctx, qkv, l2, b, h, scale),
+    _close(kt.attention_bwd_numba(dctx, qkv, c2, l2, b, h, scale),
+           kt.attention_bwd_numpy(dctx, qkv, c2, l2, b, h, scale),
            dtype, "dqkv")
 
 

@@ -50,7 +50,10 @@ def test_head_mask_gradients_and_semantics():
     m = vm.VideoMAEModel(cfg, seed=2, dtype=np.float64)
     x = _clip(cfg)
     ones = np.ones((cfg.num_hidden_layers, cfg.num_attention_heads))
-    np.testing.assert_array_equal(m(x, head_mask=ones).last_hidden_state, m(x).last_hidden_state)
+    # all-ones takes the unfused path, which normalises P before P v rather than after: equal up
+    # to rounding
+    np.testing.assert_allclose(m(x, head_mask=ones).last_hidden_state, m(x).last_hidden_state,
+                               rtol=1e-13, atol=1e-14)
     hm = np.array([[1.0, 0.0, 0.7], [0.3, 1.0, 1.0]])
     out = m(x, head_mask=hm, output_attentions=True)
     assert np.all(out.attentions[0][:, 1] == 0)    # a masked head contributes nothing

@@ -168,6 +168,18 @@ def test_patch_embed_backward_matches_finite_differences(data, b, thw, ch, dim):
     fd_check(f, video, dvid, rng)
     fd_check(f, w, dw, rng)
     fd_check(f, bias, db, rng)
+    # embedding only some tokens (the visible ones) equals embedding all and gathering, and its
+    # backward gives the skipped tubelets' pixels no gradient
+    N = y.shape[1]
+    idx = np.stack([np.sort(rng.permutation(N)[:max(1, N // 2)]) for _ in range(b)])
+    ys, cs = patch_embed_forward(video, w, bias, t, p, idx)
+    np.testing.assert_allclose(ys, np.take_along_axis(y, idx[:, :, None], axis=1), rtol=1e-12, atol=1e-12)
+    Rs = rng.standard_normal(ys.shape)
+    dvs, dws, dbs = patch_embed_backward(Rs, cs, need_input_grad=True)
+    fs = lambda: _objective(patch_embed_forward(video, w, bias, t, p, idx)[0], Rs)
+    fd_check(fs, video, dvs, rng)
+    fd_check(fs, w, dws, rng)
+    fd_check(fs, bias, dbs, rng)
 
 
 @SETTINGS

@@ -12,6 +12,7 @@ backward that reads the forward in reverse (``value_and_grad``).
 
 from __future__ import annotations
 
+import functools
 import json
 import warnings
 from pathlib import Path
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from . import checkpoint as ckpt
+from . import kernels
 from .config import VideoMAEConfig, _atomic_write_text
 from .masking import visible_and_masked_indices
 from .ops.dropout import Drop, drop_path_rates
@@ -43,6 +45,16 @@ PATCH_B = "embeddings.patch_embeddings.projection.bias"
 BASE_PREFIX = "videomae."
 # key prefixes of the heads; a checkpoint of one head loads into another without them
 HEAD_KEYS = ("mask_token", "encoder_to_decoder.", "decoder.", "fc_norm.", "classifier.")
+
+
+def _one_blas_thread(method):
+    """Run a model entry point with BLAS single-threaded throughout (kernels.one_blas_thread), so
+    the kernels inside do not each switch the BLAS thread count back and forth."""
+    @functools.wraps(method)
+    def wrapped(*args, **kwargs):
+        with kernels.one_blas_thread():
+            return method(*args, **kwargs)
+    return wrapped
 
 
 def _layer_key(prefix, i, name):
@@ -158,13 +170,12 @@ def encoder_forward(P, prefix, cfg, pos, x, mask, head_masks, want_hidden, want_
     """x: (B, T, C, H, W) -> (B, Nv, D) tokens, hidden states, attentions, cache.
 
     drops: per-layer ops.dropout.Drop (training) or None (evaluation)."""
-    tokens, c_pe = patch_embed_forward(x, P[prefix + PATCH_W], P[prefix + PATCH_B],
-                                       cfg.tubelet_size, cfg.patch_size)       # (B, N, D)
-    tokens += pos                                                              # before masking
     vis_idx = None
-    if mask is not None:
+    if mask is not None:                        # only the visible tubelets are embedded
         vis_idx, _ = visible_and_masked_indices(mask)
-        tokens = np.take_along_axis(tokens, vis_idx[:, :, None], axis=1)      # (B, Nv, D)
+    tokens, c_pe = patch_embed_forward(x, P[prefix + PATCH_W], P[prefix + PATCH_B],
+                                       cfg.tubelet_size, cfg.patch_size, vis_idx)  # (B, Nv, D)
+    tokens += pos if vis_idx is None else pos[vis_idx]                         # each its position
     h = tokens
     hidden, attns, caches = [h], [], []
     names = block_param_names(cfg.qv_bias)
@@ -195,10 +206,6 @@ def encoder_backward(dh, cache, prefix, cfg, grads, need_input_grad=False):
         dh, g, _ = block_backward(dh, caches[i])
         for n, v in g.items():
             grads[_layer_key(prefix, i, n)] = v
-    if vis_idx is not None:            # scatter the visible tokens' gradient back to all N slots
-        full = np.zeros((dh.shape[0], cfg.num_patches, dh.shape[2]), dh.dtype)
-        np.put_along_axis(full, vis_idx[:, :, None], dh, axis=1)
-        dh = full
     # the position table is a constant: its gradient is dropped
     dx, grads[prefix + PATCH_W], grads[prefix + PATCH_B] = patch_embed_backward(dh, c_pe, need_input_grad)
     return dx
@@ -383,12 +390,14 @@ class VideoMAEModel(VideoMAEPreTrainedModel):
     def _shapes(self):
         return _encoder_shapes(self.config, "")
 
+    @_one_blas_thread
     def forward(self, pixel_values, bool_masked_pos=None, output_hidden_states=False,
                 output_attentions=False, head_mask=None, rng=None):
         _, _, h, hidden, attns, _ = self._encode(pixel_values, bool_masked_pos, head_mask,
                                                  output_hidden_states, output_attentions, False, rng)
         return BaseModelOutput(last_hidden_state=h, hidden_states=hidden, attentions=attns)
 
+    @_one_blas_thread
     def value_and_grad(self, pixel_values, bool_masked_pos=None, labels=None, grad_output=None,
                        head_mask=None, input_grad=False, rng=None):
         """Gradients of sum(last_hidden_state * grad_output) (grad_output defaults to ones).
@@ -450,6 +459,7 @@ class VideoMAEForPreTraining(VideoMAEPreTrainedModel):
         x = _check_pixels(cfg, pixel_values, self.dtype)
         return pixel_targets(x, cfg)
 
+    @_one_blas_thread
     def forward(self, pixel_values, bool_masked_pos=None, output_hidden_states=False,
                 output_attentions=False, head_mask=None, rng=None):
         out, _ = self._run(pixel_values, bool_masked_pos, head_mask, output_hidden_states,
@@ -492,6 +502,7 @@ class VideoMAEForPreTraining(VideoMAEPreTrainedModel):
         out = VideoMAEForPreTrainingOutput(loss=loss, logits=logits, hidden_states=hidden, attentions=attns)
         return out, (c_enc, c_e2d, caches, N, Nm, c_norm, c_head, c_loss)
 
+    @_one_blas_thread
     def value_and_grad(self, pixel_values, bool_masked_pos=None, labels=None, head_mask=None,
                        input_grad=False, rng=None):
         """(output, grads) of the reconstruction loss; grads has exactly state_dict()'s keys."""
@@ -531,7 +542,7 @@ def pixel_targets(x, cfg, token_idx=None):
     # axis the statistics reduce over
     tok = tubelets(x, t, p).reshape(x.shape[0], cfg.num_patches, C, t * p * p)
     if token_idx is not None:
-        tok = np.take_along_axis(tok, token_idx[:, :, None, None], axis=1)
+        tok = tok[np.arange(tok.shape[0])[:, None], token_idx]
     if C == 3:
         # back to [0, 1] with the ImageNet statistics; torch.as_tensor of Python floats makes
         # float32 constants, and we round the same way
@@ -563,6 +574,7 @@ class VideoMAEForVideoClassification(VideoMAEPreTrainedModel):
             shapes["classifier.bias"] = (cfg.num_labels,)
         return shapes
 
+    @_one_blas_thread
     def forward(self, pixel_values, labels=None, output_hidden_states=False, output_attentions=False,
                 head_mask=None, rng=None):
         out, _ = self._run(pixel_values, labels, head_mask, output_hidden_states, output_attentions, False, rng)
@@ -623,6 +635,7 @@ class VideoMAEForVideoClassification(VideoMAEPreTrainedModel):
             loss, c = bce_with_logits_forward(logits, labels.astype(self.dtype))
         return loss, (kind, c)
 
+    @_one_blas_thread
     def value_and_grad(self, pixel_values, bool_masked_pos=None, labels=None, head_mask=None,
                        input_grad=False, rng=None):
         """(output, grads) of the classification loss; grads has exactly state_dict()'s keys."""

@@ -150,11 +150,11 @@ def attention_fwd(qkv, B, h, scale, keep_probs=False):
         return _attn.attention_fwd_numba(*_c(qkv), B, h, float(scale), bool(keep_probs))
 
 
-def attention_bwd(dctx, qkv, lse, B, h, scale):   # dctx: (B N, C) -> dqkv (B N, 3C)
+def attention_bwd(dctx, qkv, ctx, lse, B, h, scale):   # dctx, ctx: (B N, C) -> dqkv (B N, 3C)
     if _backend == "numpy":
-        return _attn.attention_bwd_numpy(dctx, qkv, lse, B, h, float(scale))
+        return _attn.attention_bwd_numpy(dctx, qkv, ctx, lse, B, h, float(scale))
     with one_blas_thread():
-        return _attn.attention_bwd_numba(*_c(dctx, qkv, lse), B, h, float(scale))
+        return _attn.attention_bwd_numba(*_c(dctx, qkv, ctx, lse), B, h, float(scale))
 
 
 ACT_CODES = _act.ACT_CODES

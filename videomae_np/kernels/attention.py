@@ -5,7 +5,8 @@ projections' own layout:
     forward:  P = softmax(scale * q k^T),  ctx = P v,  lse = log rowsum(exp(scale * q k^T))
     backward: P = exp(scale * q k^T - lse)  (rebuilt, not stored: G N^2 floats saved per layer)
               dP = dctx v^T,  dv = P^T dctx,  ds = scale * P * (dP - rowsum(dP * P)),
-              dq = ds k,  dk = ds^T q
+              dq = ds k,  dk = ds^T q;   rowsum(dP * P) = rowsum(dctx * ctx), as FlashAttention-2
+              computes it (N d products per head instead of N^2)
     ctx, dctx: (B N, C), the layout the output projection takes; dqkv: (B N, 3C), the layout of
     the projections' backward.
 
@@ -14,7 +15,8 @@ as flash attention does, and pays one more q k^T matmul in backward.
 
 The Numba version gives each thread a block of groups and one N x N scratch matrix; the matmuls
 are gemm calls on strided views (blas.py), so no head is ever copied out of qkv or into ctx, and
-the scores stay in cache between the matmuls and the softmax. The NumPy twin transposes to
+the scores stay in cache between the matmuls and the softmax. Unless P is wanted, forward
+leaves the exponentials unnormalised and divides the N x d product by the row sums instead. The NumPy twin transposes to
 (G, N, d) and uses batched matmuls.
 """
 
@@ -56,7 +58,9 @@ def attention_fwd_numpy(qkv, B, h, scale, keep_probs=False):
     return (p.reshape(B, h, N, N) if keep_probs else None), merge_heads(p @ v, B, h), lse
 
 
-def attention_bwd_numpy(dctx, qkv, lse, B, h, scale):
+def attention_bwd_numpy(dctx, qkv, ctx, lse, B, h, scale):
+    # (ctx is unused here: this twin takes rowsum(dP * P) directly; the Numba kernel takes the
+    # equal rowsum(dctx * ctx))
     q, k, v = split_heads(qkv, B, h)
     G, N, d = q.shape
     dc = np.ascontiguousarray(dctx.reshape(B, N, h, d).transpose(0, 2, 1, 3)).reshape(G, N, d)
@@ -75,36 +79,51 @@ def _views(a, b, N, col, d):
     return a[b * N:(b + 1) * N, col:col + d]
 
 
+@njit(cache=True, fastmath=_FLAGS, inline="always")
+def _row_max(r):
+    mx = r[0]
+    for c in range(1, r.shape[0]):
+        v = r[c]
+        mx = v if v > mx else mx
+    return mx
+
+
 @njit(parallel=True, cache=True, fastmath=_FLAGS, error_model="numpy")
 def _attn_fwd(qkv, B, h, scale, keep, p, ctx, lse, T):
     R, C3 = qkv.shape
     C = C3 // 3
     d, N, G = C // h, R // B, B * h
     sc = qkv.dtype.type(scale)
+    one = qkv.dtype.type(1.0)
     T = min(T, G)
     for t in prange(T):
         s = np.empty((N, N), qkv.dtype)
+        inv = np.empty(N, qkv.dtype)
         g0, g1 = part(G, T, t)
         for g in range(g0, g1):
             b, j = g // h, g % h
             gemm(_views(qkv, b, N, j * d, d), _views(qkv, b, N, C + j * d, d), s, False, True, 1.0, 0.0)
             for i in range(N):
-                mx = s[i, 0]
-                for c in range(1, N):
-                    mx = max(mx, s[i, c])
-                mx = mx * sc
-                tot = 0.0
+                r = s[i]
+                mx = _row_max(r) * sc
+                tot = sc - sc                         # zero in the input's precision
                 for c in range(N):
-                    e = fexp_as(s[i, c], s[i, c] * sc - mx)
-                    s[i, c] = e
+                    e = fexp_as(sc, r[c] * sc - mx)
+                    r[c] = e
                     tot += e
-                inv = s.dtype.type(1.0 / tot)
-                for c in range(N):
-                    s[i, c] = s[i, c] * inv
-                lse[g, i] = mx + np.log(tot)        # enough to rebuild P in backward
-            gemm(s, _views(qkv, b, N, 2 * C + j * d, d), _views(ctx, b, N, j * d, d), False, False, 1.0, 0.0)
-            if keep:
+                inv[i] = one / tot
+                lse[g, i] = mx + np.log(np.float64(tot))   # enough to rebuild P in backward
+            if keep:                                  # P itself is wanted: normalise it, then P v
+                for i in range(N):
+                    for c in range(N):
+                        s[i, c] = s[i, c] * inv[i]
                 p[b, j] = s
+            out = _views(ctx, b, N, j * d, d)
+            gemm(s, _views(qkv, b, N, 2 * C + j * d, d), out, False, False, 1.0, 0.0)
+            if not keep:                              # else normalise the N x d product instead
+                for i in range(N):
+                    for c in range(d):
+                        out[i, c] = out[i, c] * inv[i]
 
 
 def attention_fwd_numba(qkv, B, h, scale, keep_probs=False):
@@ -118,7 +137,7 @@ def attention_fwd_numba(qkv, B, h, scale, keep_probs=False):
 
 
 @njit(parallel=True, cache=True, fastmath=_FLAGS, error_model="numpy")
-def _attn_bwd(dctx, qkv, lse, B, h, scale, dqkv, T):
+def _attn_bwd(dctx, qkv, ctx, lse, B, h, scale, dqkv, T):
     R, C3 = qkv.shape
     C = C3 // 3
     d, N, G = C // h, R // B, B * h
@@ -132,24 +151,26 @@ def _attn_bwd(dctx, qkv, lse, B, h, scale, dqkv, T):
             b, j = g // h, g % h
             q, k = _views(qkv, b, N, j * d, d), _views(qkv, b, N, C + j * d, d)
             v, dc = _views(qkv, b, N, 2 * C + j * d, d), _views(dctx, b, N, j * d, d)
+            o = _views(ctx, b, N, j * d, d)
             gemm(q, k, p, False, True, 1.0, 0.0)               # rebuild P = exp(scale q k^T - lse)
             for i in range(N):
-                m = lse[g, i]
+                m = sc - sc + lse[g, i]
                 for c in range(N):
-                    p[i, c] = fexp_as(p[i, c], p[i, c] * sc - m)
+                    p[i, c] = fexp_as(sc, p[i, c] * sc - m)
             gemm(dc, v, dp, False, True, 1.0, 0.0)             # dP = dctx v^T
             gemm(p, dc, _views(dqkv, b, N, 2 * C + j * d, d), True, False, 1.0, 0.0)   # dv = P^T dctx
-            for i in range(N):                     # dP -> d(scores), in place (softmax.py's row rule)
-                dot = 0.0
-                for c in range(N):
-                    dot += dp[i, c] * p[i, c]
-                for c in range(N):
+            for i in range(N):
+                # rowsum(dP * P) = rowsum(dctx * ctx): an N x d sum instead of an N x N one
+                dot = sc - sc
+                for c in range(d):
+                    dot += dc[i, c] * o[i, c]
+                for c in range(N):                 # dP -> d(scores) in place (softmax.py's rule)
                     dp[i, c] = sc * p[i, c] * (dp[i, c] - dot)
             gemm(dp, k, _views(dqkv, b, N, j * d, d), False, False, 1.0, 0.0)          # dq = ds k
             gemm(dp, q, _views(dqkv, b, N, C + j * d, d), True, False, 1.0, 0.0)       # dk = ds^T q
 
 
-def attention_bwd_numba(dctx, qkv, lse, B, h, scale):
+def attention_bwd_numba(dctx, qkv, ctx, lse, B, h, scale):
     dqkv = np.empty_like(qkv)
-    _attn_bwd(dctx, qkv, lse, B, h, scale, dqkv, get_num_threads())
+    _attn_bwd(dctx, qkv, ctx, lse, B, h, scale, dqkv, get_num_threads())
     return dqkv

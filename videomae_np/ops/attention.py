@@ -80,7 +80,7 @@ def attention_backward(dout, cache):
     dctx, g["o_w"], g["o_b"] = kernels.linear_bwd(rows(dout), ctx, p["o_w"])      # dctx: (B N, C)
     dhead = None
     if lse is not None:
-        dqkv = kernels.attention_bwd(dctx, qkv, lse, B, h, scale)                  # (B N, 3C)
+        dqkv = kernels.attention_bwd(dctx, qkv, ctx, lse, B, h, scale)                 # (B N, 3C)
     else:
         q, k, v = split_heads(qkv, B, h)
         G, d = B * h, C // h

@@ -24,16 +24,29 @@ def _untubelets(cols, shape, t, p):         # inverse of tubelets
     return np.ascontiguousarray(x).reshape(shape)
 
 
-def patch_embed_forward(video, w, b, tubelet, patch):
-    """video: (B, T, C, H, W), w: (D, C, t, p, p), b: (D,) -> tokens (B, N, D)."""
+def patch_embed_forward(video, w, b, tubelet, patch, token_idx=None):
+    """video: (B, T, C, H, W), w: (D, C, t, p, p), b: (D,) -> tokens (B, N, D).
+
+    token_idx: (B, M) | None -- embed only these token positions (-> (B, M, D)). Each tubelet is
+    embedded on its own, so this equals embedding all N and gathering after, as transformers does;
+    with 90% masking it skips 90% of the matmul."""
     cols = tubelets(video, tubelet, patch)                 # (B, N, K), K = C*t*p*p
+    if token_idx is not None:
+        cols = cols[np.arange(cols.shape[0])[:, None], token_idx]
     y, c_lin = linear_forward(cols, w.reshape(w.shape[0], -1), b)
-    return y, (c_lin, w.shape, video.shape, tubelet, patch)
+    return y, (c_lin, w.shape, video.shape, tubelet, patch, token_idx)
 
 
 def patch_embed_backward(dy, cache, need_input_grad=False):
-    """dy: (B, N, D) -> d(video) (B, T, C, H, W) | None, dw (D, C, t, p, p), db (D,)."""
-    c_lin, w_shape, shape, t, p = cache
+    """dy: (B, N or M, D) -> d(video) (B, T, C, H, W) | None, dw (D, C, t, p, p), db (D,)."""
+    c_lin, w_shape, shape, t, p, token_idx = cache
     dcols, dw, db = linear_backward(dy, c_lin, need_dx=need_input_grad)
-    dvideo = _untubelets(dcols, shape, t, p) if need_input_grad else None
+    dvideo = None
+    if need_input_grad:
+        if token_idx is not None:              # tubelets that were not embedded get no gradient
+            B, T, C, H, W = shape
+            full = np.zeros((B, (T // t) * (H // p) * (W // p), dcols.shape[-1]), dcols.dtype)
+            full[np.arange(B)[:, None], token_idx] = dcols
+            dcols = full
+        dvideo = _untubelets(dcols, shape, t, p)
     return dvideo, dw.reshape(w_shape), db
