@@ -108,9 +108,10 @@ def test_split_and_merge_heads_are_inverse_and_follow_the_column_layout():
 
 
 @SETTINGS
-@given(st.integers(1, 70), st.integers(1, 40), st.integers(1, 40), dtypes, st.integers(0, 2**31),
+@given(st.integers(1, 70), st.integers(1, 150), st.integers(1, 150), dtypes, st.integers(0, 2**31),
        st.booleans(), st.booleans())
 def test_linear_numba_equals_numpy(r, i, o, dtype, seed, bias, residual):
+    """Few rows and wide outputs make the threads split columns, narrow ones rows: both drawn."""
     from videomae_np.kernels import linear as kn
     rng = np.random.default_rng(seed)
     x, w, dy = (rng.standard_normal(s).astype(dtype) for s in [(r, i), (o, i), (r, o)])
@@ -124,6 +125,13 @@ def test_linear_numba_equals_numpy(r, i, o, dtype, seed, bias, residual):
             assert (a is None) == (bb is None), n
             if a is not None:
                 _close(a, bb, dtype, n)
+
+
+def test_linear_splits_rows_or_columns_as_documented():
+    from videomae_np.kernels.linear import split_rows
+    assert split_rows(2048, 576, 2) and split_rows(1568, 1152, 2)     # many rows
+    assert not split_rows(157, 2304, 2) and not split_rows(208, 768, 2)  # few rows, wide output
+    assert split_rows(8, 10, 2)                                         # narrow output
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

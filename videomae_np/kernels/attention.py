@@ -24,7 +24,7 @@ import numpy as np
 from numba import get_num_threads, njit, prange
 
 from .blas import gemm
-from .fastmath import fexp_as
+from .fastmath import fexp_as, fmax
 from .linear import part
 from .softmax import softmax_bwd_numpy
 
@@ -83,8 +83,7 @@ def _views(a, b, N, col, d):
 def _row_max(r):
     mx = r[0]
     for c in range(1, r.shape[0]):
-        v = r[c]
-        mx = v if v > mx else mx
+        mx = fmax(mx, r[c])     # a NaN is skipped here, but still turns its row's sum to NaN
     return mx
 
 
