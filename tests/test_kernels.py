@@ -96,6 +96,35 @@ def test_fused_attention_numba_equals_numpy(b, h, n, d, dtype, seed):
            dtype, "dqkv")
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_attention_in_query_blocks_equals_numpy(dtype):
+    """N above kernels.attention.ROW_BLOCK: forward runs in several query-row blocks."""
+    from videomae_np.kernels import attention as kt
+    n = kt.ROW_BLOCK + 77
+    assert kt.row_block(n) < n
+    rng = np.random.default_rng(5)
+    qkv = rng.standard_normal((2 * n, 3 * 2 * 8)).astype(dtype)
+    dctx = rng.standard_normal((2 * n, 2 * 8)).astype(dtype)
+    p1, c1, l1 = kt.attention_fwd_numba(qkv, 2, 2, 0.35, keep_probs=True)
+    p2, c2, l2 = kt.attention_fwd_numpy(qkv, 2, 2, 0.35, keep_probs=True)
+    _close(p1, p2, dtype, "P")
+    _close(c1, c2, dtype, "ctx")
+    _close(kt.attention_fwd_numba(qkv, 2, 2, 0.35)[1], c2, dtype, "ctx without P")
+    np.testing.assert_allclose(l1, l2, rtol=TOL[dtype], atol=TOL[dtype])
+    _close(kt.attention_bwd_numba(dctx, qkv, c2, l2, 2, 2, 0.35),
+           kt.attention_bwd_numpy(dctx, qkv, c2, l2, 2, 2, 0.35), dtype, "dqkv")
+
+
+def test_attention_kernel_propagates_nan():
+    """The row max skips a NaN (fmax), but the row sum still turns the output NaN, as torch does."""
+    from videomae_np.kernels import attention as kt
+    qkv = np.random.default_rng(0).standard_normal((6, 3 * 4)).astype(np.float32)
+    qkv[2, 4 + 1] = np.nan                                  # one key entry of token 2
+    for f in (kt.attention_fwd_numba, kt.attention_fwd_numpy):
+        ctx = f(qkv, 1, 1, 0.5)[1]
+        assert np.isnan(ctx).all()                          # every query attends to token 2
+
+
 def test_split_and_merge_heads_are_inverse_and_follow_the_column_layout():
     from videomae_np.kernels.attention import merge_heads, split_heads
     B, N, h, d = 2, 5, 3, 4

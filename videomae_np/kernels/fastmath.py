@@ -91,7 +91,7 @@ def _pow2(k):
 
 @njit(cache=True, inline="always")
 def fexp(x):
-    """e^x to float64 accuracy (relative error < 5e-16); 0 below EXP_MIN."""
+    """e^x to float64 accuracy (relative error < 5e-16); 0 below EXP_MIN; NaN stays NaN."""
     xc = min(max(float(x), EXP_MIN), EXP_MAX)
     k = np.floor(xc * LOG2E + 0.5)
     r = (xc - k * LN2_HI) - k * LN2_LO
@@ -102,7 +102,7 @@ def fexp(x):
     p = ((1.0 + r) + (C2 + C3 * r) * r2) + ((C4 + C5 * r) + (C6 + C7 * r) * r2) * r4 \
         + (((C8 + C9 * r) + (C10 + C11 * r) * r2) + C12 * r4) * r8
     y = p * _pow2(k)
-    return y if x >= EXP_MIN else 0.0
+    return y if x >= EXP_MIN else (0.0 if x < EXP_MIN else x)   # the last case: x is NaN
 
 
 # float32 versions of the constants: eight lanes per AVX2 register instead of four
@@ -116,7 +116,7 @@ AS_A_32 = tuple(_F(a) for a in AS_A)
 
 @njit(cache=True, inline="always")
 def fexp32(x):
-    """e^x in float32 arithmetic (relative error < 3e-7, about 2 ulp); 0 below -87."""
+    """e^x in float32 arithmetic (relative error < 3e-7, about 2 ulp); 0 below -87; NaN stays NaN."""
     xc = min(max(_F(x), _F(-87.0)), _F(88.0))
     k = np.floor(xc * LOG2E_32 + _F(0.5))   # np.floor stays float; math.floor gives an int
     r = (xc - k * LN2_HI_32) - k * LN2_LO_32
@@ -124,7 +124,7 @@ def fexp32(x):
     p = (_F(1.0) + r) + (D2 + D3 * r) * r2 + (D4 + D5 * r + D6 * r2) * (r2 * r2)
     ki = _float32_bits_as_int32(k + ROUND_MAGIC_32) - _float32_bits_as_int32(ROUND_MAGIC_32)
     y = p * _int32_bits_as_float32((ki + 127) << 23)
-    return y if x >= _F(-87.0) else _F(0.0)
+    return y if x >= _F(-87.0) else (_F(0.0) if x < _F(-87.0) else _F(x))   # last case: NaN
 
 
 def fexp_as(ref, x):
