@@ -110,31 +110,38 @@ def _silu_grad(x, alpha):          # d/dx [x sigmoid(alpha x)]
     return s * (one + alpha * x * (one - s))
 
 
+@njit(cache=True, inline="always")
+def _act_row(src, dst, kind):
+    """dst = act(src) over one row (dst may be src)."""
+    C = src.shape[0]
+    if kind == 0:
+        for c in range(C):
+            dst[c] = _gelu(src[c])
+    elif kind == 1:
+        for c in range(C):
+            dst[c] = _gelu_tanh(src[c])
+    elif kind == 2:
+        for c in range(C):
+            dst[c] = max(src[c], 0)
+    else:
+        alpha = like(src[0], 1.0 if kind == 3 else QUICK_GELU_ALPHA)
+        for c in range(C):
+            dst[c] = src[c] * fsigmoid(alpha * src[c])
+
+
 @njit(parallel=True, cache=True, fastmath={"contract"}, error_model="numpy")
 def _bias_act(x, b, kind, pre, y):
     R, C = x.shape
+    has_b = b.shape[0] > 0
     for r in prange(R):
-        if kind == 0:
+        if has_b:                    # pre = x + b, kept for backward; y = act(pre) from the row in cache
             for c in range(C):
                 v = x[r, c] + b[c]
                 pre[r, c] = v
-                y[r, c] = _gelu(v)
-        elif kind == 1:
-            for c in range(C):
-                v = x[r, c] + b[c]
-                pre[r, c] = v
-                y[r, c] = _gelu_tanh(v)
-        elif kind == 2:
-            for c in range(C):
-                v = x[r, c] + b[c]
-                pre[r, c] = v
-                y[r, c] = max(v, 0)
-        else:
-            alpha = like(x[r, 0], 1.0 if kind == 3 else QUICK_GELU_ALPHA)
-            for c in range(C):
-                v = x[r, c] + b[c]
-                pre[r, c] = v
-                y[r, c] = v * fsigmoid(alpha * v)
+                y[r, c] = v
+            _act_row(y[r], y[r], kind)
+        else:                        # no bias: pre is x itself, nothing to write but y
+            _act_row(x[r], y[r], kind)
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"}, error_model="numpy")
@@ -157,10 +164,12 @@ def _act_bwd(dy, pre, kind, dx):
 
 
 def bias_act_fwd_numba(x, b, kind):
-    if b is None:
-        b = np.zeros(x.shape[1], x.dtype)
-    pre = np.empty_like(x)
+    """-> (pre, y); without a bias pre is x itself (the MLP's fc1 already added it in its matmul)."""
     y = np.empty_like(x)
+    if b is None:
+        _bias_act(x, np.empty(0, x.dtype), kind, np.empty((0, 0), x.dtype), y)
+        return x, y
+    pre = np.empty_like(x)
     _bias_act(x, b, kind, pre, y)
     return pre, y
 

@@ -1,13 +1,14 @@
-"""The transformer MLP: y = act(x W1^T + b1) W2^T + b2, the bias and activation fused; an optional
-residual is folded into the second matmul (y + residual, as the block wants it)."""
+"""The transformer MLP: y = act(x W1^T + b1) W2^T + b2. Each bias rides on its matmul (the output
+starts from it), and an optional residual is folded into the second one (y + residual, as the
+block wants it); the activation then reads the first matmul's output, which backward keeps."""
 
 from .activations import activation_backward, activation_forward
 from .linear import linear_backward, linear_forward
 
 
 def mlp_forward(x, p, act, residual=None):  # x: (..., C), p: fc1_w (I, C), fc1_b, fc2_w (C, I), fc2_b
-    a, c1 = linear_forward(x, p["fc1_w"])   # bias added inside the activation kernel
-    hid, ca = activation_forward(a, act, p["fc1_b"])
+    a, c1 = linear_forward(x, p["fc1_w"], p["fc1_b"])
+    hid, ca = activation_forward(a, act)
     y, c2 = linear_forward(hid, p["fc2_w"], p["fc2_b"], residual)
     return y, (c1, ca, c2)
 
@@ -16,5 +17,5 @@ def mlp_backward(dy, cache):                # dy: (..., C) -> dx (..., C), grads
     c1, ca, c2 = cache
     dhid, g_fc2_w, g_fc2_b = linear_backward(dy, c2)
     da = activation_backward(dhid, ca)
-    dx, g_fc1_w, g_fc1_b = linear_backward(da, c1, need_db=True)
+    dx, g_fc1_w, g_fc1_b = linear_backward(da, c1)
     return dx, {"fc1_w": g_fc1_w, "fc1_b": g_fc1_b, "fc2_w": g_fc2_w, "fc2_b": g_fc2_b}
