@@ -134,14 +134,12 @@ def _bias_act(x, b, kind, pre, y):
     R, C = x.shape
     has_b = b.shape[0] > 0
     for r in prange(R):
+        src = x[r]                   # no bias: pre is x itself, nothing to write but y
         if has_b:                    # pre = x + b, kept for backward; y = act(pre) from the row in cache
             for c in range(C):
-                v = x[r, c] + b[c]
-                pre[r, c] = v
-                y[r, c] = v
-            _act_row(y[r], y[r], kind)
-        else:                        # no bias: pre is x itself, nothing to write but y
-            _act_row(x[r], y[r], kind)
+                pre[r, c] = x[r, c] + b[c]
+            src = pre[r]             # (not y in place: the aliased loop did not vectorise, 6x slower)
+        _act_row(src, y[r], kind)    # one call site: the five activations are compiled once
 
 
 @njit(parallel=True, cache=True, fastmath={"contract"}, error_model="numpy")

@@ -133,10 +133,11 @@ def _attn_fwd(qkv, B, h, scale, keep, p, ctx, lse, T):
                     inv[i] = one / tot
                     lse[g, r0 + i] = mx + np.log(np.float64(tot))   # enough to rebuild P in backward
                 if keep:                                  # P itself is wanted: normalise it, then P v
+                    pg = p[b, j]
                     for i in range(r1 - r0):
                         for c in range(N):
                             sb[i, c] = sb[i, c] * inv[i]
-                    p[b, j, r0:r1] = sb
+                            pg[r0 + i, c] = sb[i, c]
                 gemm(sb, v, ob, False, False, 1.0, 0.0)
                 if not keep:                              # else normalise the rows of P v instead
                     for i in range(r1 - r0):
