@@ -4,7 +4,7 @@ Thin classes over the functional core in ``ops/``: each holds its parameters in 
 transformers' key names (``state_dict()``), runs a forward that keeps the caches of every op, and a
 backward that reads the forward in reverse (``value_and_grad``).
 
-    encoder:   video -> patch embed + pos -> keep visible tokens -> L blocks -> [layernorm]
+    encoder:   video -> visible tubelets -> patch embed + pos -> L blocks -> [layernorm]
     pretrain:  encoder -> encoder_to_decoder, + pos  |  mask_token + pos  -> decoder blocks
                -> last Nm tokens -> norm -> head -> MSE against the (normalised) masked patches
     classify:  encoder -> mean over tokens -> fc_norm  (or token 0) -> classifier -> loss
