@@ -11,9 +11,7 @@ def linear_forward(x, w, b=None, residual=None):  # x: (..., I), w: (O, I), b: (
     return y.reshape(*x.shape[:-1], w.shape[0]), (x2, w, b is not None, x.shape)
 
 
-def linear_backward(dy, cache, need_dx=True, need_db=None):
-    """dy: (..., O) -> dx (..., I) | None, dw (O, I), db (O,) | None. need_db defaults to whether
-    the forward had a bias; a caller that added the bias elsewhere (the MLP) can still ask."""
+def linear_backward(dy, cache, need_dx=True):  # dy: (..., O) -> dx (..., I) | None, dw (O, I), db (O,) | None
     x2, w, has_bias, shape = cache
-    dx, dw, db = kernels.linear_bwd(rows(dy), x2, w, need_dx, has_bias if need_db is None else need_db)
+    dx, dw, db = kernels.linear_bwd(rows(dy), x2, w, need_dx, has_bias)
     return (None if dx is None else dx.reshape(shape)), dw, db
