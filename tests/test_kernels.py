@@ -98,7 +98,8 @@ def test_fused_attention_numba_equals_numpy(b, h, n, d, dtype, seed):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_fused_attention_in_query_blocks_equals_numpy(dtype):
-    """N above kernels.attention.ROW_BLOCK: forward runs in several query-row blocks."""
+    """N above kernels.attention.ROW_BLOCK: forward and backward run in several query-row blocks
+    (backward sums dk and dv over the blocks)."""
     from videomae_np.kernels import attention as kt
     n = kt.ROW_BLOCK + 77
     assert kt.row_block(n) < n

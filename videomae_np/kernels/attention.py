@@ -13,11 +13,11 @@ projections' own layout:
 P is returned only when asked for (output_attentions); training keeps just the row log-sum-exp,
 as flash attention does, and pays one more q k^T matmul in backward.
 
-The Numba version gives each thread a block of groups and one N x N scratch matrix; the matmuls
-are gemm calls on strided views (blas.py), so no head is ever copied out of qkv or into ctx, and
-the scores stay in cache between the matmuls and the softmax. Unless P is wanted, forward
-leaves the exponentials unnormalised and divides the N x d product by the row sums instead. The NumPy twin transposes to
-(G, N, d) and uses batched matmuls.
+The Numba version gives each thread a block of groups and a scratch block of query rows by N keys
+(ROW_BLOCK); the matmuls are gemm calls on strided views (blas.py), so no head is ever copied out
+of qkv or into ctx, and the scores stay in cache between the matmuls and the softmax. Unless P is
+wanted, forward leaves the exponentials unnormalised and divides the N x d product by the row sums
+instead. The NumPy twin transposes to (G, N, d) and uses batched matmuls.
 """
 
 import numpy as np
@@ -89,8 +89,9 @@ def _row_max(r):
 
 # Query rows per block. A head's full N x N scores (9.8 MB at ViT-B's N = 1568) live in L3 between
 # the two matmuls and the softmax; blocks of at most this many rows cut ViT-B's attention layer
-# from 65 ms to 59 ms, while N = 256 stays one block. Rows are independent in softmax, so blocking
-# changes no number.
+# from 65 ms to 59 ms forward, and a decoder-sized backward (6 heads, N = 1568) from 82 to 80 ms
+# while holding a third of the scratch, while N = 256 stays one block. Rows are independent in
+# softmax, so forward's numbers do not change; backward's dk and dv become sums over blocks.
 ROW_BLOCK = 512
 
 
@@ -101,48 +102,56 @@ def row_block(N):
     return -(-N // nb)
 
 
-@njit(parallel=True, cache=True, fastmath=_FLAGS, error_model="numpy")
-def _attn_fwd(qkv, B, h, scale, keep, p, ctx, lse, T):
+@njit(cache=True, fastmath=_FLAGS, error_model="numpy")
+def _attn_fwd_part(qkv, B, h, scale, keep, p, ctx, lse, t, T):
+    """Thread t's share (of T) of the (batch entry, head) groups."""
     R, C3 = qkv.shape
     C = C3 // 3
     d, N, G = C // h, R // B, B * h
     sc = qkv.dtype.type(scale)
     one = qkv.dtype.type(1.0)
     bq = row_block(N)
-    T = min(T, G)
-    for t in prange(T):
-        s = np.empty((bq, N), qkv.dtype)
-        inv = np.empty(bq, qkv.dtype)
-        g0, g1 = part(G, T, t)
-        for g in range(g0, g1):
-            b, j = g // h, g % h
-            q, k = _views(qkv, b, N, j * d, d), _views(qkv, b, N, C + j * d, d)
-            v, out = _views(qkv, b, N, 2 * C + j * d, d), _views(ctx, b, N, j * d, d)
-            for r0 in range(0, N, bq):
-                r1 = min(N, r0 + bq)
-                sb, ob = s[:r1 - r0], out[r0:r1]
-                gemm(q[r0:r1], k, sb, False, True, 1.0, 0.0)
+    s = np.empty((bq, N), qkv.dtype)
+    inv = np.empty(bq, qkv.dtype)
+    g0, g1 = part(G, T, t)
+    for g in range(g0, g1):
+        b, j = g // h, g % h
+        q, k = _views(qkv, b, N, j * d, d), _views(qkv, b, N, C + j * d, d)
+        v, out = _views(qkv, b, N, 2 * C + j * d, d), _views(ctx, b, N, j * d, d)
+        for r0 in range(0, N, bq):
+            r1 = min(N, r0 + bq)
+            sb, ob = s[:r1 - r0], out[r0:r1]
+            gemm(q[r0:r1], k, sb, False, True, 1.0, 0.0)
+            for i in range(r1 - r0):
+                r = sb[i]
+                mx = _row_max(r) * sc
+                tot = sc - sc                         # zero in the input's precision
+                for c in range(N):
+                    e = fexp_as(sc, r[c] * sc - mx)
+                    r[c] = e
+                    tot += e
+                inv[i] = one / tot
+                lse[g, r0 + i] = mx + np.log(np.float64(tot))   # enough to rebuild P in backward
+            if keep:                                  # P itself is wanted: normalise it, then P v
+                pg = p[b, j]
                 for i in range(r1 - r0):
-                    r = sb[i]
-                    mx = _row_max(r) * sc
-                    tot = sc - sc                         # zero in the input's precision
+                    sr, pr = sb[i], pg[r0 + i]
                     for c in range(N):
-                        e = fexp_as(sc, r[c] * sc - mx)
-                        r[c] = e
-                        tot += e
-                    inv[i] = one / tot
-                    lse[g, r0 + i] = mx + np.log(np.float64(tot))   # enough to rebuild P in backward
-                if keep:                                  # P itself is wanted: normalise it, then P v
-                    pg = p[b, j]
-                    for i in range(r1 - r0):
-                        for c in range(N):
-                            sb[i, c] = sb[i, c] * inv[i]
-                            pg[r0 + i, c] = sb[i, c]
-                gemm(sb, v, ob, False, False, 1.0, 0.0)
-                if not keep:                              # else normalise the rows of P v instead
-                    for i in range(r1 - r0):
-                        for c in range(d):
-                            ob[i, c] = ob[i, c] * inv[i]
+                        sr[c] = sr[c] * inv[i]
+                        pr[c] = sr[c]
+            gemm(sb, v, ob, False, False, 1.0, 0.0)
+            if not keep:                              # else normalise the rows of P v instead
+                for i in range(r1 - r0):
+                    orow = ob[i]
+                    for c in range(d):
+                        orow[c] = orow[c] * inv[i]
+
+
+@njit(parallel=True, cache=True)
+def _attn_fwd(qkv, B, h, scale, keep, p, ctx, lse, T):
+    T = min(T, B * h)
+    for t in prange(T):
+        _attn_fwd_part(qkv, B, h, scale, keep, p, ctx, lse, np.int64(t), T)   # see linear.py
 
 
 def attention_fwd_numba(qkv, B, h, scale, keep_probs=False):
@@ -155,38 +164,56 @@ def attention_fwd_numba(qkv, B, h, scale, keep_probs=False):
     return (p if keep_probs else None), ctx, lse
 
 
-@njit(parallel=True, cache=True, fastmath=_FLAGS, error_model="numpy")
-def _attn_bwd(dctx, qkv, ctx, lse, B, h, scale, dqkv, T):
+@njit(cache=True, fastmath=_FLAGS, error_model="numpy")
+def _attn_bwd_part(dctx, qkv, ctx, lse, B, h, scale, dqkv, t, T):
+    """Thread t's share (of T) of the (batch entry, head) groups."""
     R, C3 = qkv.shape
     C = C3 // 3
     d, N, G = C // h, R // B, B * h
     sc = qkv.dtype.type(scale)
-    T = min(T, G)
-    for t in prange(T):
-        p = np.empty((N, N), qkv.dtype)
-        dp = np.empty((N, N), qkv.dtype)
-        g0, g1 = part(G, T, t)
-        for g in range(g0, g1):
-            b, j = g // h, g % h
-            q, k = _views(qkv, b, N, j * d, d), _views(qkv, b, N, C + j * d, d)
-            v, dc = _views(qkv, b, N, 2 * C + j * d, d), _views(dctx, b, N, j * d, d)
-            o = _views(ctx, b, N, j * d, d)
-            gemm(q, k, p, False, True, 1.0, 0.0)               # rebuild P = exp(scale q k^T - lse)
-            for i in range(N):
-                m = sc - sc + lse[g, i]
+    bq = row_block(N)
+    p = np.empty((bq, N), qkv.dtype)
+    dp = np.empty((bq, N), qkv.dtype)
+    g0, g1 = part(G, T, t)
+    for g in range(g0, g1):
+        b, j = g // h, g % h
+        q, k = _views(qkv, b, N, j * d, d), _views(qkv, b, N, C + j * d, d)
+        v, dc = _views(qkv, b, N, 2 * C + j * d, d), _views(dctx, b, N, j * d, d)
+        o = _views(ctx, b, N, j * d, d)
+        dq, dk = _views(dqkv, b, N, j * d, d), _views(dqkv, b, N, C + j * d, d)
+        dv = _views(dqkv, b, N, 2 * C + j * d, d)
+        # A block of query rows at a time, as in forward; dq's rows are the block's own,
+        # dk and dv sum over the blocks (beta = 1 after the first).
+        for r0 in range(0, N, bq):
+            r1 = min(N, r0 + bq)
+            pb, dpb = p[:r1 - r0], dp[:r1 - r0]
+            acc = 0.0 if r0 == 0 else 1.0
+            gemm(q[r0:r1], k, pb, False, True, 1.0, 0.0)      # rebuild P = exp(sc q k^T - lse)
+            for i in range(r1 - r0):
+                m = sc - sc + lse[g, r0 + i]
+                pr = pb[i]                     # row views: the loops over them vectorise
                 for c in range(N):
-                    p[i, c] = fexp_as(sc, p[i, c] * sc - m)
-            gemm(dc, v, dp, False, True, 1.0, 0.0)             # dP = dctx v^T
-            gemm(p, dc, _views(dqkv, b, N, 2 * C + j * d, d), True, False, 1.0, 0.0)   # dv = P^T dctx
-            for i in range(N):
+                    pr[c] = fexp_as(sc, pr[c] * sc - m)
+            gemm(dc[r0:r1], v, dpb, False, True, 1.0, 0.0)    # dP = dctx v^T
+            gemm(pb, dc[r0:r1], dv, True, False, 1.0, acc)    # dv += P^T dctx
+            for i in range(r1 - r0):
                 # rowsum(dP * P) = rowsum(dctx * ctx): an N x d sum instead of an N x N one
                 dot = sc - sc
+                dci, oi = dc[r0 + i], o[r0 + i]
                 for c in range(d):
-                    dot += dc[i, c] * o[i, c]
-                for c in range(N):                 # dP -> d(scores) in place (softmax.py's rule)
-                    dp[i, c] = sc * p[i, c] * (dp[i, c] - dot)
-            gemm(dp, k, _views(dqkv, b, N, j * d, d), False, False, 1.0, 0.0)          # dq = ds k
-            gemm(dp, q, _views(dqkv, b, N, C + j * d, d), True, False, 1.0, 0.0)       # dk = ds^T q
+                    dot += dci[c] * oi[c]
+                pr, dpr = pb[i], dpb[i]
+                for c in range(N):             # dP -> d(scores) in place (softmax.py's rule)
+                    dpr[c] = sc * pr[c] * (dpr[c] - dot)
+            gemm(dpb, k, dq[r0:r1], False, False, 1.0, 0.0)   # dq = ds k
+            gemm(dpb, q[r0:r1], dk, True, False, 1.0, acc)    # dk += ds^T q
+
+
+@njit(parallel=True, cache=True)
+def _attn_bwd(dctx, qkv, ctx, lse, B, h, scale, dqkv, T):
+    T = min(T, B * h)
+    for t in prange(T):
+        _attn_bwd_part(dctx, qkv, ctx, lse, B, h, scale, dqkv, np.int64(t), T)
 
 
 def attention_bwd_numba(dctx, qkv, ctx, lse, B, h, scale):
