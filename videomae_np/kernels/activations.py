@@ -11,10 +11,11 @@ Activations (transformers' ACT2FN names):
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import get_num_threads, njit, prange
 from scipy.special import erf as _erf
 
 from .fastmath import fexp_as, ferf_as, fsigmoid, ftanh, like
+from .linear import part
 
 ACT_CODES = {"gelu": 0, "gelu_new": 1, "gelu_pytorch_tanh": 1, "relu": 2, "silu": 3, "swish": 3,
              "quick_gelu": 4}
@@ -129,50 +130,66 @@ def _act_row(src, dst, kind):
             dst[c] = src[c] * fsigmoid(alpha * src[c])
 
 
-@njit(parallel=True, cache=True, fastmath={"contract"}, error_model="numpy")
-def _bias_act(x, b, kind, pre, y):
-    R, C = x.shape
+@njit(cache=True, fastmath={"contract"}, error_model="numpy")
+def _bias_act_rows(x, b, kind, pre, y, r0, r1):
+    C = x.shape[1]
     has_b = b.shape[0] > 0
-    for r in prange(R):
+    for r in range(r0, r1):
         src = x[r]                   # no bias: pre is x itself, nothing to write but y
         if has_b:                    # pre = x + b, kept for backward; y = act(pre) from the row in cache
+            pr, xr = pre[r], x[r]
             for c in range(C):
-                pre[r, c] = x[r, c] + b[c]
-            src = pre[r]             # (not y in place: the aliased loop did not vectorise, 6x slower)
+                pr[c] = xr[c] + b[c]
+            src = pr                 # (not y in place: the aliased loop did not vectorise, 6x slower)
         _act_row(src, y[r], kind)    # one call site: the five activations are compiled once
 
 
-@njit(parallel=True, cache=True, fastmath={"contract"}, error_model="numpy")
-def _act_bwd(dy, pre, kind, dx):
-    R, C = pre.shape
-    for r in prange(R):
+@njit(cache=True, fastmath={"contract"}, error_model="numpy")
+def _act_bwd_rows(dy, pre, kind, dx, r0, r1):
+    C = pre.shape[1]
+    for r in range(r0, r1):
+        dyr, pr, dxr = dy[r], pre[r], dx[r]
         if kind == 0:
             for c in range(C):
-                dx[r, c] = dy[r, c] * _gelu_grad(pre[r, c])
+                dxr[c] = dyr[c] * _gelu_grad(pr[c])
         elif kind == 1:
             for c in range(C):
-                dx[r, c] = dy[r, c] * _gelu_tanh_grad(pre[r, c])
+                dxr[c] = dyr[c] * _gelu_tanh_grad(pr[c])
         elif kind == 2:
             for c in range(C):
-                dx[r, c] = dy[r, c] if pre[r, c] > 0 else 0
+                dxr[c] = dyr[c] if pr[c] > 0 else 0
         else:
-            alpha = like(pre[r, 0], 1.0 if kind == 3 else QUICK_GELU_ALPHA)
+            alpha = like(pr[0], 1.0 if kind == 3 else QUICK_GELU_ALPHA)
             for c in range(C):
-                dx[r, c] = dy[r, c] * _silu_grad(pre[r, c], alpha)
+                dxr[c] = dyr[c] * _silu_grad(pr[c], alpha)
+
+
+@njit(parallel=True, cache=True)
+def _bias_act(x, b, kind, pre, y, T):
+    for t in prange(T):          # the work sits in a function of its own: see linear.py
+        r0, r1 = part(x.shape[0], T, np.int64(t))
+        _bias_act_rows(x, b, kind, pre, y, r0, r1)
+
+
+@njit(parallel=True, cache=True)
+def _act_bwd(dy, pre, kind, dx, T):
+    for t in prange(T):
+        r0, r1 = part(pre.shape[0], T, np.int64(t))
+        _act_bwd_rows(dy, pre, kind, dx, r0, r1)
 
 
 def bias_act_fwd_numba(x, b, kind):
     """-> (pre, y); without a bias pre is x itself (the MLP's fc1 already added it in its matmul)."""
     y = np.empty_like(x)
     if b is None:
-        _bias_act(x, np.empty(0, x.dtype), kind, np.empty((0, 0), x.dtype), y)
+        _bias_act(x, np.empty(0, x.dtype), kind, np.empty((0, 0), x.dtype), y, get_num_threads())
         return x, y
     pre = np.empty_like(x)
-    _bias_act(x, b, kind, pre, y)
+    _bias_act(x, b, kind, pre, y, get_num_threads())
     return pre, y
 
 
 def act_bwd_numba(dy, pre, kind):
     dx = np.empty_like(pre)
-    _act_bwd(dy, pre, kind, dx)
+    _act_bwd(dy, pre, kind, dx, get_num_threads())
     return dx

@@ -24,7 +24,7 @@ Without the JIT (NUMBA_DISABLE_JIT=1) ``gemm`` runs its NumPy body.
 
 import llvmlite.binding as ll
 import numpy as np
-from numba import types
+from numba import njit, types
 from numba.extending import get_cython_function_address, overload
 
 _SYMBOLS = {"sgemm": "videomae_np_sgemm", "dgemm": "videomae_np_dgemm"}
@@ -39,9 +39,18 @@ _dgemm = types.ExternalFunction(_SYMBOLS["dgemm"], _SIG)
 _N, _T = 78, 84  # ord("N"), ord("T")
 
 
+@njit(inline="always")
 def gemm(a, b, c, trans_a, trans_b, alpha, beta):
-    """c = alpha * op(a) @ op(b) + beta * c, in place. (This body runs only without the JIT;
-    compiled code takes the BLAS overload below.)"""
+    """c = alpha * op(a) @ op(b) + beta * c, in place."""
+    # Every distinct combination of argument types is a compilation of its own, about half a
+    # second cold; callers pass C-contiguous and strided views in five combinations. Viewed as
+    # strided ('A' layout) they share one compiled gemm per dtype, and this shim is inlined.
+    _gemm_strided(a[:, :], b[:, :], c[:, :], trans_a, trans_b, alpha, beta)
+
+
+def _gemm_strided(a, b, c, trans_a, trans_b, alpha, beta):
+    """The body run without the JIT (NUMBA_DISABLE_JIT=1); compiled code takes the BLAS overload
+    below."""
     r = (a.T if trans_a else a) @ (b.T if trans_b else b)
     r *= c.dtype.type(alpha)
     if beta == 0:
@@ -51,7 +60,7 @@ def gemm(a, b, c, trans_a, trans_b, alpha, beta):
         c += r
 
 
-@overload(gemm, jit_options={"cache": True})
+@overload(_gemm_strided, jit_options={"cache": True})
 def _gemm_blas(a, b, c, trans_a, trans_b, alpha, beta):
     fn = _sgemm if c.dtype == types.float32 else _dgemm
 

@@ -7,7 +7,9 @@ Backward, with x_hat = (x - mean) * rstd and g = dy * w:
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import get_num_threads, njit, prange
+
+from .linear import part
 
 # Rows per partial-sum chunk in the parallel dw/db reduction.
 _CHUNK = 256
@@ -35,10 +37,10 @@ def layernorm_bwd_numpy(dy, x, w, mean, rstd):
 
 
 # ---- Numba ------------------------------------------------------------------------------------
-@njit(parallel=True, cache=True, fastmath=_FLAGS, error_model="numpy")
-def _ln_fwd(x, w, b, eps, y, mean, rstd):
-    R, C = x.shape
-    for r in prange(R):
+@njit(cache=True, fastmath=_FLAGS, error_model="numpy")
+def _ln_fwd_rows(x, w, b, eps, y, mean, rstd, r0, r1):
+    C = x.shape[1]
+    for r in range(r0, r1):
         s = 0.0
         for c in range(C):
             s += x[r, c]
@@ -54,37 +56,48 @@ def _ln_fwd(x, w, b, eps, y, mean, rstd):
         rstd[r] = rs
 
 
+@njit(parallel=True, cache=True)
+def _ln_fwd(x, w, b, eps, y, mean, rstd, T):
+    for t in prange(T):          # the work sits in a function of its own: see linear.py
+        r0, r1 = part(x.shape[0], T, np.int64(t))
+        _ln_fwd_rows(x, w, b, eps, y, mean, rstd, r0, r1)
+
+
 def layernorm_fwd_numba(x, w, b, eps):
     R, C = x.shape
     y = np.empty_like(x)
     mean = np.empty(R, x.dtype)
     rstd = np.empty(R, x.dtype)
-    _ln_fwd(x, w, b, eps, y, mean, rstd)
+    _ln_fwd(x, w, b, eps, y, mean, rstd, get_num_threads())
     return y, mean, rstd
 
 
-@njit(parallel=True, cache=True, fastmath=_FLAGS, error_model="numpy")
-def _ln_bwd(dy, x, w, mean, rstd, dx, dw_part, db_part, chunk):
+@njit(cache=True, fastmath=_FLAGS, error_model="numpy")
+def _ln_bwd_chunk(dy, x, w, mean, rstd, dx, dw_part, db_part, chunk, k):
     R, C = x.shape
-    nchunk = dw_part.shape[0]
-    for k in prange(nchunk):
-        for r in range(k * chunk, min(R, (k + 1) * chunk)):
-            m = mean[r]
-            rs = rstd[r]
-            sg = 0.0
-            sgx = 0.0
-            for c in range(C):
-                xh = (x[r, c] - m) * rs
-                g = dy[r, c] * w[c]
-                sg += g
-                sgx += g * xh
-                dw_part[k, c] += dy[r, c] * xh
-                db_part[k, c] += dy[r, c]
-            sg /= C
-            sgx /= C
-            for c in range(C):
-                xh = (x[r, c] - m) * rs
-                dx[r, c] = rs * (dy[r, c] * w[c] - sg - xh * sgx)
+    for r in range(k * chunk, min(R, (k + 1) * chunk)):
+        m = mean[r]
+        rs = rstd[r]
+        sg = 0.0
+        sgx = 0.0
+        for c in range(C):
+            xh = (x[r, c] - m) * rs
+            g = dy[r, c] * w[c]
+            sg += g
+            sgx += g * xh
+            dw_part[k, c] += dy[r, c] * xh
+            db_part[k, c] += dy[r, c]
+        sg /= C
+        sgx /= C
+        for c in range(C):
+            xh = (x[r, c] - m) * rs
+            dx[r, c] = rs * (dy[r, c] * w[c] - sg - xh * sgx)
+
+
+@njit(parallel=True, cache=True)
+def _ln_bwd(dy, x, w, mean, rstd, dx, dw_part, db_part, chunk):
+    for k in prange(dw_part.shape[0]):
+        _ln_bwd_chunk(dy, x, w, mean, rstd, dx, dw_part, db_part, chunk, np.int64(k))
 
 
 def layernorm_bwd_numba(dy, x, w, mean, rstd):
