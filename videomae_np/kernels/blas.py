@@ -95,7 +95,3 @@ def _gemm_blas(a, b, c, trans_a, trans_b, alpha, beta):
            c.ctypes, ints[5:].ctypes)
     return impl
 
-
-def gemm_ready(x):
-    """True if x can be handed to gemm as it is: 2-D with unit stride along its last axis."""
-    return x.ndim == 2 and (x.strides[1] == x.itemsize or x.shape[1] <= 1)
