@@ -3,7 +3,7 @@
 import numpy as np
 from numba import njit
 
-from videomae_np.kernels.fastmath import fexp_as, ferf_as, fmax
+from videomae_np.kernels.fastmath import fexp_as, fexp_nonpos_as, ferf_as, fmax
 
 
 @njit
@@ -12,6 +12,14 @@ def _map_exp(x):
     out = np.empty_like(x)
     for i in range(x.shape[0]):
         out[i] = fexp_as(x[i], x[i])
+    return out
+
+
+@njit
+def _map_exp_nonpos(x):
+    out = np.empty_like(x)
+    for i in range(x.shape[0]):
+        out[i] = fexp_nonpos_as(x[i], x[i])
     return out
 
 
@@ -43,6 +51,19 @@ def test_exp_special_values():
         got = _map_exp(np.array([np.nan, -np.inf, lo, 0.0], dt))
         assert np.isnan(got[0])                     # NaN in, NaN out (a softmax must not hide it)
         assert got[1] == 0 and got[2] == 0 and got[3] == 1
+
+
+def test_nonpositive_exp_matches_numpy_and_keeps_nan():
+    x = np.concatenate([np.linspace(-707, 0, 20001), np.linspace(-5, 0, 20001)])
+    np.testing.assert_allclose(_map_exp_nonpos(x), np.exp(x), rtol=5e-16, atol=0)
+    x32 = np.linspace(-86, 0, 40001).astype(np.float32)
+    np.testing.assert_allclose(_map_exp_nonpos(x32), np.exp(x32.astype(np.float64)), rtol=3e-7, atol=0)
+    for dt, lo in [(np.float64, -708.0), (np.float32, -87.0)]:
+        got = _map_exp_nonpos(np.array([np.nan, -np.inf, 10 * lo, 0.0], dt))
+        assert np.isnan(got[0])                     # NaN in, NaN out
+        # below the underflow limit: e^limit, tiny and normal, instead of 0
+        np.testing.assert_allclose(got[1:3], np.exp(lo), rtol=1e-6)
+        assert got[3] == 1
 
 
 def test_erf_matches_numpy_in_float32_and_is_exact_in_float64():

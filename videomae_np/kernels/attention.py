@@ -24,7 +24,7 @@ import numpy as np
 from numba import get_num_threads, njit, prange
 
 from .blas import gemm
-from .fastmath import fexp_as, fmax
+from .fastmath import fexp_nonpos_as, fmax
 from .linear import part
 from .softmax import softmax_bwd_numpy
 
@@ -127,7 +127,7 @@ def _attn_fwd_part(qkv, B, h, scale, keep, p, ctx, lse, t, T):
                 mx = _row_max(r) * sc
                 tot = sc - sc                         # zero in the input's precision
                 for c in range(N):
-                    e = fexp_as(sc, r[c] * sc - mx)
+                    e = fexp_nonpos_as(sc, r[c] * sc - mx)
                     r[c] = e
                     tot += e
                 inv[i] = one / tot
@@ -193,7 +193,7 @@ def _attn_bwd_part(dctx, qkv, ctx, lse, B, h, scale, dqkv, t, T):
                 m = sc - sc + lse[g, r0 + i]
                 pr = pb[i]                     # row views: the loops over them vectorise
                 for c in range(N):
-                    pr[c] = fexp_as(sc, pr[c] * sc - m)
+                    pr[c] = fexp_nonpos_as(sc, pr[c] * sc - m)
             gemm(dc[r0:r1], v, dpb, False, True, 1.0, 0.0)    # dP = dctx v^T
             gemm(pb, dc[r0:r1], dv, True, False, 1.0, acc)    # dv += P^T dctx
             for i in range(r1 - r0):
