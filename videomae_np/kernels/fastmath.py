@@ -187,7 +187,7 @@ def _erf32(x):
     a = abs(_F(x))
     t = _F(1.0) / (_F(1.0) + AS_P_32 * a)
     poly = ((((AS_A_32[4] * t + AS_A_32[3]) * t + AS_A_32[2]) * t + AS_A_32[1]) * t + AS_A_32[0]) * t
-    e = _F(1.0) - poly * fexp32(-a * a)
+    e = _F(1.0) - poly * _fexp_nonpos32(-a * a)   # poly < 1, so e^-87 in place of 0 changes nothing
     return e if x >= 0 else -e
 
 
