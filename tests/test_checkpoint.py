@@ -219,3 +219,46 @@ def test_load_state_dict_is_strict_about_keys_and_shapes(saved):
     missing, unexpected = m.load_state_dict({"mask_token": np.ones((1, 1, 8))}, strict=False)
     assert "decoder.head.bias" in missing and not unexpected
     assert np.all(m.params["mask_token"] == 1)
+
+
+def _qkv_triples(model):
+    for name in model.params:
+        if name.endswith("attention.attention.query.weight"):
+            stem = name[: -len("query.weight")]
+            yield [model.params[stem + leaf] for leaf in ("query.weight", "key.weight", "value.weight")]
+
+
+def test_qkv_weights_stay_stacked_through_loading_and_training_and_are_used_without_a_copy():
+    from videomae_np.ops.attention import _stacked
+    from conftest import TINY
+    cfg = vm.VideoMAEConfig(**TINY)
+    model, donor = vm.VideoMAEForPreTraining(cfg, seed=0), vm.VideoMAEForPreTraining(cfg, seed=1)
+    x = _clip(cfg, batch=1)
+    mask = np.zeros((1, cfg.num_patches), bool)
+    mask[:, ::2] = True
+
+    def check_stacked():
+        triples = list(_qkv_triples(model))
+        assert len(triples) == cfg.num_hidden_layers + cfg.decoder_num_hidden_layers
+        for q, k, v in triples:
+            w = _stacked(q, k, v)
+            assert w.shape == (3 * q.shape[0], q.shape[1]) and np.shares_memory(w, q)
+            np.testing.assert_array_equal(w, np.concatenate([q, k, v]))
+
+    check_stacked()
+    model.load_state_dict({k: v.copy() for k, v in donor.state_dict().items()})   # separate arrays in
+    check_stacked()
+    for a, b in zip(model.params.values(), donor.params.values()):
+        np.testing.assert_array_equal(a, b)
+    from videomae_np.optim import AdamW
+    opt = AdamW(model.params, lr=1e-2)
+    loss, grads = model.value_and_grad(x, bool_masked_pos=mask)
+    opt.step(grads)
+    check_stacked()
+    # the same numbers as from separate (unstacked) weights, which take the concatenating path
+    stacked_out = model(x, bool_masked_pos=mask).logits
+    for name in list(model.params):
+        model.params[name] = model.params[name].copy()
+    for q, k, v in _qkv_triples(model):
+        assert not np.shares_memory(_stacked(q, k, v), q)
+    np.testing.assert_array_equal(model(x, bool_masked_pos=mask).logits, stacked_out)

