@@ -9,10 +9,11 @@
 
 import os as _os
 
-# OpenBLAS (the matmuls) and Numba's OpenMP pool (the kernels) take turns on the same cores. Idle
+# OpenBLAS (NumPy's own matmuls) and Numba's OpenMP pool (the parallel softmax kernels; the main
+# kernels run on threads of our own, kernels/threads.py) take turns on the same cores. Idle
 # threads of either that keep spinning steal the core the other one needs: with OpenMP's default
 # active waiting the next matmul ran several-fold slower, and with OpenBLAS's default spin time
-# the Numba kernels after a matmul did not speed up from a second thread at all. Both settings
+# the kernels after a matmul did not speed up from a second thread at all. Both settings
 # are read when the libraries load, so they only take effect when videomae_np is imported before
 # NumPy (the `videomae-np` command always is); a value you set yourself is left alone.
 _ENV_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE", "OPENBLAS_THREAD_TIMEOUT": "4"}

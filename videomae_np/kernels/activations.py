@@ -11,11 +11,12 @@ Activations (transformers' ACT2FN names):
 import math
 
 import numpy as np
-from numba import get_num_threads, njit, prange
+from numba import njit
 from scipy.special import erf as _erf
 
 from .fastmath import fexp_as, ferf_as, fsigmoid, ftanh, like
 from .linear import part
+from .threads import run_parts, threads
 
 ACT_CODES = {"gelu": 0, "gelu_new": 1, "gelu_pytorch_tanh": 1, "relu": 2, "silu": 3, "swish": 3,
              "quick_gelu": 4}
@@ -130,9 +131,10 @@ def _act_row(src, dst, kind):
             dst[c] = src[c] * fsigmoid(alpha * src[c])
 
 
-@njit(cache=True, fastmath={"contract"}, error_model="numpy")
-def _bias_act_rows(x, b, kind, pre, y, r0, r1):
+@njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
+def _bias_act_part(x, b, kind, pre, y, t, T):
     C = x.shape[1]
+    r0, r1 = part(x.shape[0], T, t)
     has_b = b.shape[0] > 0
     for r in range(r0, r1):
         src = x[r]                   # no bias: pre is x itself, nothing to write but y
@@ -144,9 +146,10 @@ def _bias_act_rows(x, b, kind, pre, y, r0, r1):
         _act_row(src, y[r], kind)    # one call site: the five activations are compiled once
 
 
-@njit(cache=True, fastmath={"contract"}, error_model="numpy")
-def _act_bwd_rows(dy, pre, kind, dx, r0, r1):
+@njit(cache=True, nogil=True, fastmath={"contract"}, error_model="numpy")
+def _act_bwd_part(dy, pre, kind, dx, t, T):
     C = pre.shape[1]
+    r0, r1 = part(pre.shape[0], T, t)
     for r in range(r0, r1):
         dyr, pr, dxr = dy[r], pre[r], dx[r]
         if kind == 0:
@@ -164,32 +167,18 @@ def _act_bwd_rows(dy, pre, kind, dx, r0, r1):
                 dxr[c] = dyr[c] * _silu_grad(pr[c], alpha)
 
 
-@njit(parallel=True, cache=True)
-def _bias_act(x, b, kind, pre, y, T):
-    for t in prange(T):          # the work sits in a function of its own: see linear.py
-        r0, r1 = part(x.shape[0], T, np.int64(t))
-        _bias_act_rows(x, b, kind, pre, y, r0, r1)
-
-
-@njit(parallel=True, cache=True)
-def _act_bwd(dy, pre, kind, dx, T):
-    for t in prange(T):
-        r0, r1 = part(pre.shape[0], T, np.int64(t))
-        _act_bwd_rows(dy, pre, kind, dx, r0, r1)
-
-
 def bias_act_fwd_numba(x, b, kind):
     """-> (pre, y); without a bias pre is x itself (the MLP's fc1 already added it in its matmul)."""
     y = np.empty_like(x)
     if b is None:
-        _bias_act(x, np.empty(0, x.dtype), kind, np.empty((0, 0), x.dtype), y, get_num_threads())
+        run_parts(_bias_act_part, threads(), x, np.empty(0, x.dtype), kind, np.empty((0, 0), x.dtype), y)
         return x, y
     pre = np.empty_like(x)
-    _bias_act(x, b, kind, pre, y, get_num_threads())
+    run_parts(_bias_act_part, threads(), x, b, kind, pre, y)
     return pre, y
 
 
 def act_bwd_numba(dy, pre, kind):
     dx = np.empty_like(pre)
-    _act_bwd(dy, pre, kind, dx, get_num_threads())
+    run_parts(_act_bwd_part, threads(), dy, pre, kind, dx)
     return dx

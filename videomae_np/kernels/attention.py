@@ -13,20 +13,22 @@ projections' own layout:
 P is returned only when asked for (output_attentions); training keeps just the row log-sum-exp,
 as flash attention does, and pays one more q k^T matmul in backward.
 
-The Numba version gives each thread a block of groups and a scratch block of query rows by N keys
-(ROW_BLOCK); the matmuls are gemm calls on strided views (blas.py), so no head is ever copied out
-of qkv or into ctx, and the scores stay in cache between the matmuls and the softmax. Unless P is
+The Numba version gives each thread (threads.py) a block of groups and a scratch block of query
+rows by N keys (ROW_BLOCK); the matmuls are gemm calls on strided views (blas.py), so no head is
+ever copied out of qkv or into ctx, and the scores stay in cache between the matmuls and the
+softmax. Unless P is
 wanted, forward leaves the exponentials unnormalised and divides the N x d product by the row sums
 instead. The NumPy twin transposes to (G, N, d) and uses batched matmuls.
 """
 
 import numpy as np
-from numba import get_num_threads, njit, prange
+from numba import njit
 
 from .blas import gemm
 from .fastmath import fexp_nonpos_as, fmax
 from .linear import part
 from .softmax import softmax_bwd_numpy
+from .threads import run_parts, threads
 
 _FLAGS = {"reassoc", "contract", "nsz"}   # see softmax.py
 
@@ -102,7 +104,7 @@ def row_block(N):
     return -(-N // nb)
 
 
-@njit(cache=True, fastmath=_FLAGS, error_model="numpy")
+@njit(cache=True, nogil=True, fastmath=_FLAGS, error_model="numpy")
 def _attn_fwd_part(qkv, B, h, scale, keep, p, ctx, lse, t, T):
     """Thread t's share (of T) of the (batch entry, head) groups."""
     R, C3 = qkv.shape
@@ -147,24 +149,17 @@ def _attn_fwd_part(qkv, B, h, scale, keep, p, ctx, lse, t, T):
                         orow[c] = orow[c] * inv[i]
 
 
-@njit(parallel=True, cache=True)
-def _attn_fwd(qkv, B, h, scale, keep, p, ctx, lse, T):
-    T = min(T, B * h)
-    for t in prange(T):
-        _attn_fwd_part(qkv, B, h, scale, keep, p, ctx, lse, np.int64(t), T)   # see linear.py
-
-
 def attention_fwd_numba(qkv, B, h, scale, keep_probs=False):
     R, C3 = qkv.shape
     N = R // B
     p = np.empty((B, h, N, N) if keep_probs else (1, 1, 1, 1), qkv.dtype)
     ctx = np.empty((R, C3 // 3), qkv.dtype)
     lse = np.empty((B * h, N), np.float64)
-    _attn_fwd(qkv, B, h, scale, keep_probs, p, ctx, lse, get_num_threads())
+    run_parts(_attn_fwd_part, min(threads(), B * h), qkv, B, h, scale, keep_probs, p, ctx, lse)
     return (p if keep_probs else None), ctx, lse
 
 
-@njit(cache=True, fastmath=_FLAGS, error_model="numpy")
+@njit(cache=True, nogil=True, fastmath=_FLAGS, error_model="numpy")
 def _attn_bwd_part(dctx, qkv, ctx, lse, B, h, scale, dqkv, t, T):
     """Thread t's share (of T) of the (batch entry, head) groups."""
     R, C3 = qkv.shape
@@ -209,14 +204,7 @@ def _attn_bwd_part(dctx, qkv, ctx, lse, B, h, scale, dqkv, t, T):
             gemm(dpb, q[r0:r1], dk, True, False, 1.0, acc)    # dk += ds^T q
 
 
-@njit(parallel=True, cache=True)
-def _attn_bwd(dctx, qkv, ctx, lse, B, h, scale, dqkv, T):
-    T = min(T, B * h)
-    for t in prange(T):
-        _attn_bwd_part(dctx, qkv, ctx, lse, B, h, scale, dqkv, np.int64(t), T)
-
-
 def attention_bwd_numba(dctx, qkv, ctx, lse, B, h, scale):
     dqkv = np.empty_like(qkv)
-    _attn_bwd(dctx, qkv, ctx, lse, B, h, scale, dqkv, get_num_threads())
+    run_parts(_attn_bwd_part, min(threads(), B * h), dctx, qkv, ctx, lse, B, h, scale, dqkv)
     return dqkv

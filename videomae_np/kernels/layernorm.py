@@ -7,9 +7,10 @@ Backward, with x_hat = (x - mean) * rstd and g = dy * w:
 """
 
 import numpy as np
-from numba import get_num_threads, njit, prange
+from numba import njit
 
 from .linear import part
+from .threads import run_parts, threads
 
 # Rows per partial-sum chunk in the parallel dw/db reduction.
 _CHUNK = 256
@@ -37,9 +38,10 @@ def layernorm_bwd_numpy(dy, x, w, mean, rstd):
 
 
 # ---- Numba ------------------------------------------------------------------------------------
-@njit(cache=True, fastmath=_FLAGS, error_model="numpy")
-def _ln_fwd_rows(x, w, b, eps, y, mean, rstd, r0, r1):
+@njit(cache=True, nogil=True, fastmath=_FLAGS, error_model="numpy")
+def _ln_fwd_part(x, w, b, eps, y, mean, rstd, t, T):
     C = x.shape[1]
+    r0, r1 = part(x.shape[0], T, t)
     for r in range(r0, r1):
         s = 0.0
         for c in range(C):
@@ -56,23 +58,24 @@ def _ln_fwd_rows(x, w, b, eps, y, mean, rstd, r0, r1):
         rstd[r] = rs
 
 
-@njit(parallel=True, cache=True)
-def _ln_fwd(x, w, b, eps, y, mean, rstd, T):
-    for t in prange(T):          # the work sits in a function of its own: see linear.py
-        r0, r1 = part(x.shape[0], T, np.int64(t))
-        _ln_fwd_rows(x, w, b, eps, y, mean, rstd, r0, r1)
-
-
 def layernorm_fwd_numba(x, w, b, eps):
     R, C = x.shape
     y = np.empty_like(x)
     mean = np.empty(R, x.dtype)
     rstd = np.empty(R, x.dtype)
-    _ln_fwd(x, w, b, eps, y, mean, rstd, get_num_threads())
+    run_parts(_ln_fwd_part, threads(), x, w, b, eps, y, mean, rstd)
     return y, mean, rstd
 
 
-@njit(cache=True, fastmath=_FLAGS, error_model="numpy")
+@njit(cache=True, nogil=True, fastmath=_FLAGS, error_model="numpy")
+def _ln_bwd_part(dy, x, w, mean, rstd, dx, dw_part, db_part, chunk, t, T):
+    """Thread t's share (of T) of the chunks of rows; chunk k sums into dw_part[k], db_part[k]."""
+    k0, k1 = part(dw_part.shape[0], T, t)
+    for k in range(k0, k1):
+        _ln_bwd_chunk(dy, x, w, mean, rstd, dx, dw_part, db_part, chunk, k)
+
+
+@njit(cache=True, inline="always", fastmath=_FLAGS, error_model="numpy")
 def _ln_bwd_chunk(dy, x, w, mean, rstd, dx, dw_part, db_part, chunk, k):
     R, C = x.shape
     for r in range(k * chunk, min(R, (k + 1) * chunk)):
@@ -94,17 +97,11 @@ def _ln_bwd_chunk(dy, x, w, mean, rstd, dx, dw_part, db_part, chunk, k):
             dx[r, c] = rs * (dy[r, c] * w[c] - sg - xh * sgx)
 
 
-@njit(parallel=True, cache=True)
-def _ln_bwd(dy, x, w, mean, rstd, dx, dw_part, db_part, chunk):
-    for k in prange(dw_part.shape[0]):
-        _ln_bwd_chunk(dy, x, w, mean, rstd, dx, dw_part, db_part, chunk, np.int64(k))
-
-
 def layernorm_bwd_numba(dy, x, w, mean, rstd):
     R, C = x.shape
     nchunk = max(1, -(-R // _CHUNK))
     dx = np.empty_like(x)
     dw_part = np.zeros((nchunk, C), np.float64)
     db_part = np.zeros((nchunk, C), np.float64)
-    _ln_bwd(dy, x, w, mean, rstd, dx, dw_part, db_part, _CHUNK)
+    run_parts(_ln_bwd_part, min(threads(), nchunk), dy, x, w, mean, rstd, dx, dw_part, db_part, _CHUNK)
     return dx, dw_part.sum(axis=0).astype(x.dtype), db_part.sum(axis=0).astype(x.dtype)

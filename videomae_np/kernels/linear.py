@@ -3,26 +3,27 @@
     forward:  y = x W^T + b + res                 x: (R, I), W: (O, I), b: (O,), res: (R, O)
     backward: dx = dy W,  dW = dy^T x,  db = sum_rows(dy)
 
-The Numba version splits the work into one part per thread and calls a single-threaded gemm on
-each part (blas.py). Forward splits the rows of y (its columns when there are few rows); each
-thread first writes b + res into its block and then accumulates x W^T onto it (beta = 1), so the
-bias and residual add cost no pass of their own -- OpenBLAS would otherwise spend that pass
-zeroing y. Backward gives each thread a block of dx (rows or columns, by the same rule) and a
+The Numba version splits the work into one part per thread (threads.py) and calls a
+single-threaded gemm on each part (blas.py). Forward splits the rows of y (its columns when
+there are few rows); each thread first writes b + res into its block and then accumulates
+x W^T onto it (beta = 1), so the bias and residual add cost no pass of their own -- OpenBLAS
+would otherwise spend that pass zeroing y. Backward gives each thread a block of dx (rows or columns, by the same rule) and a
 block of rows of dW with the matching entries of db: one region, no partial sums to reduce.
 
 Why not NumPy's own multi-threaded matmul between Numba kernels: two thread pools then take
 turns on the same cores, and whichever was idle last keeps spinning. A Numba kernel that ran
 just after a matmul took twice as long (7.7 ms instead of 3.9 ms for an attention layer), and
 the environment variables that shorten OpenBLAS's spinning only work if set before NumPy loads.
-With every matmul inside Numba's regions there is one pool, whatever the import order.
+With every matmul inside our own parts there is one set of threads, whatever the import order.
 
 The NumPy twins are the textbook formulas.
 """
 
 import numpy as np
-from numba import get_num_threads, njit, prange
+from numba import njit
 
 from .blas import gemm
+from .threads import run_parts, threads
 
 _NONE1 = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64): np.empty(0, np.float64)}
 _NONE2 = {k: v.reshape(0, 0) for k, v in _NONE1.items()}
@@ -60,7 +61,7 @@ def split_rows(R, cols, T):
     return R >= 256 * T or cols < 32 * T
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _lin_fwd_part(x, w, b, res, y, t, T):
     """Thread t's block (of T) of y."""
     R, O = y.shape
@@ -89,17 +90,7 @@ def _lin_fwd_part(x, w, b, res, y, t, T):
     gemm(x[r0:r1], w[o0:o1], y[r0:r1, o0:o1], False, True, 1.0, 1.0 if (has_b or has_res) else 0.0)
 
 
-# Each parallel loop here (and in the other kernel modules) calls its thread's work as a function
-# of its own: Numba's parfor passes then see a few statements instead of the whole body, which
-# took a second or more off the cold compile of each kernel. prange's index is unsigned inside
-# the loop; np.int64 keeps the worker to the one signature it was typed with.
-@njit(parallel=True, cache=True)
-def _lin_fwd(x, w, b, res, y, T):
-    for t in prange(T):
-        _lin_fwd_part(x, w, b, res, y, np.int64(t), T)
-
-
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, nogil=True, error_model="numpy")
 def _lin_bwd_part(dy, x, w, dx, dw, db, need_dx, need_db, t, T):
     """Thread t's blocks (of T) of dx, and of the rows of dW with their entries of db."""
     R, O = dy.shape
@@ -122,16 +113,10 @@ def _lin_bwd_part(dy, x, w, dx, dw, db, need_dx, need_db, t, T):
             db[j] = acc[j - o0]
 
 
-@njit(parallel=True, cache=True)
-def _lin_bwd(dy, x, w, dx, dw, db, need_dx, need_db, T):
-    for t in prange(T):
-        _lin_bwd_part(dy, x, w, dx, dw, db, need_dx, need_db, np.int64(t), T)
-
-
 def linear_fwd_numba(x, w, b=None, res=None):
     y = np.empty((x.shape[0], w.shape[0]), x.dtype)
-    _lin_fwd(x, w, _NONE1[x.dtype] if b is None else b, _NONE2[x.dtype] if res is None else res, y,
-             get_num_threads())
+    run_parts(_lin_fwd_part, threads(), x, w, _NONE1[x.dtype] if b is None else b,
+              _NONE2[x.dtype] if res is None else res, y)
     return y
 
 
@@ -139,5 +124,5 @@ def linear_bwd_numba(dy, x, w, need_dx=True, need_db=True):
     dx = np.empty((dy.shape[0], w.shape[1]), dy.dtype) if need_dx else _NONE2[dy.dtype]
     dw = np.empty(w.shape, dy.dtype)
     db = np.empty(w.shape[0], dy.dtype) if need_db else _NONE1[dy.dtype]
-    _lin_bwd(dy, x, w, dx, dw, db, need_dx, need_db, get_num_threads())
+    run_parts(_lin_bwd_part, threads(), dy, x, w, dx, dw, db, need_dx, need_db)
     return (dx if need_dx else None), dw, (db if need_db else None)

@@ -1,0 +1,61 @@
+"""kernels/threads.py: every part runs once, errors come back to the caller, and the workers
+survive errors and forks."""
+
+import multiprocessing
+import threading
+
+import numpy as np
+import pytest
+
+from videomae_np.kernels import linear_fwd
+from videomae_np.kernels.threads import run_parts
+
+
+def _record(out, names, t, T):
+    out[t] += 1
+    names[t] = threading.current_thread().name
+    assert T == len(out)
+
+
+@pytest.mark.parametrize("T", [1, 2, 3, 5])
+def test_every_part_runs_once_with_its_index(T):
+    out, names = np.zeros(T, int), [None] * T
+    run_parts(_record, T, out, names)
+    assert out.tolist() == [1] * T
+    assert names[0] == threading.current_thread().name        # the caller takes part 0
+    assert len(set(names)) == T                                # each other part its own thread
+
+
+def _fail_in(bad, log, t, T):
+    log.append(t)
+    if t == bad:
+        raise ValueError(f"part {t}")
+
+
+@pytest.mark.parametrize("bad", [0, 1])
+def test_a_failing_part_raises_in_the_caller_after_all_parts_finish(bad):
+    log = []
+    with pytest.raises(ValueError, match=f"part {bad}"):
+        run_parts(_fail_in, 3, bad, log)
+    assert sorted(log) == [0, 1, 2]
+    out, names = np.zeros(3, int), [None] * 3                  # the workers are still there
+    run_parts(_record, 3, out, names)
+    assert out.tolist() == [1, 1, 1]
+
+
+def _linear_in_child(queue):
+    x = np.arange(12.0).reshape(3, 4)
+    w = np.ones((5, 4))
+    queue.put(linear_fwd(x, w).tolist())
+
+
+def test_kernels_work_in_a_forked_child_after_the_parent_used_its_threads():
+    run_parts(_record, 2, np.zeros(2, int), [None] * 2)
+    ctx = multiprocessing.get_context("fork")
+    q = ctx.Queue()
+    p = ctx.Process(target=_linear_in_child, args=(q,))
+    p.start()
+    got = q.get(timeout=60)
+    p.join(timeout=60)
+    assert p.exitcode == 0
+    np.testing.assert_array_equal(got, np.arange(12.0).reshape(3, 4) @ np.ones((4, 5)))
