@@ -13,10 +13,10 @@ exponent-bit trick -- so the loops around them compile to SIMD code.
   fmax(a, b)  the larger of a and b, ignoring a NaN (LLVM's maxnum): a row-max loop over it
              compiles to SIMD, where Python's max (whose NaN rule depends on the argument order)
              left a scalar chain at 0.3 ns per element -- as long as the exponentials after it
-  ferf_as(ref, x)  erf(x) at the precision of ref's type; float32 arguments use Abramowitz & Stegun
-             7.1.26 in float32 arithmetic (absolute error below 6e-7: GELU's output moves by
-             less than its own float32 rounding); float64 arguments use the exact libm erf,
-             since the oracle tolerance there is 1e-10
+  ferf_as(ref, x)  erf(x) at the precision of ref's type; float32 arguments use a rational
+             approximation x P(x^2) / Q(x^2) on |x| <= 4 in float32 arithmetic (absolute error
+             below 5e-7: GELU's output moves by less than its own float32 rounding); float64
+             arguments use the exact libm erf, since the oracle tolerance there is 1e-10
 """
 
 import math
@@ -31,9 +31,14 @@ LN2_HI = 0.6931471803691238      # ln 2 split so that k * LN2_HI is exact for |k
 LN2_LO = 1.9082149292705877e-10
 EXP_MIN, EXP_MAX = -708.0, 709.0  # beyond these e^x under/overflows float64
 
-# Abramowitz & Stegun, Handbook of Mathematical Functions, formula 7.1.26
-AS_P = 0.3275911
-AS_A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
+# erf(x) ~ x P(x^2) / Q(x^2) for |x| <= 4 (beyond, erf is +-1 in float32): the coefficients of the
+# float erf in Eigen and XLA. Absolute error 6.5e-8 in float64 arithmetic, 4.2e-7 in float32 (both
+# against scipy over [-6, 6]). It replaced Abramowitz & Stegun 7.1.26, 1 - t P(t) e^(-x^2) with
+# t = 1 / (1 + p |x|) (5.3e-7 in float32), whose exponential made GELU a quarter slower.
+ERF_P = (-2.72614225801306e-10, 2.77068142495902e-08, -2.10102402082508e-06, -5.69250639462346e-05,
+         -7.34990630326855e-04, -2.95459980854025e-03, -1.60960333262415e-02)   # highest power first
+ERF_Q = (-1.45660718464996e-05, -2.13374055278905e-04, -1.68282697438203e-03, -7.37332916720468e-03,
+         -1.42647390514189e-02)
 
 _INV_FACT = [1.0 / math.factorial(n) for n in range(13)]
 C2, C3, C4, C5, C6, C7, C8, C9, C10, C11, C12 = _INV_FACT[2:]
@@ -122,8 +127,8 @@ _F = np.float32
 LOG2E_32, LN2_HI_32, LN2_LO_32 = _F(LOG2E), _F(0.693359375), _F(-2.12194440e-4)   # Cephes' split
 ROUND_MAGIC_32 = _F(12582912.0)   # 1.5 * 2^23
 D2, D3, D4, D5, D6 = (_F(c) for c in (C2, C3, C4, C5, C6))
-AS_P_32 = _F(AS_P)
-AS_A_32 = tuple(_F(a) for a in AS_A)
+ERF_P_32 = tuple(_F(c) for c in ERF_P)
+ERF_Q_32 = tuple(_F(c) for c in ERF_Q)
 
 
 @njit(cache=True, inline="always")
@@ -183,12 +188,14 @@ def _fexp_nonpos_as_overload(ref, x):
 
 @njit(cache=True, inline="always")
 def _erf32(x):
-    """A&S 7.1.26 in float32 arithmetic: absolute error below 6e-7, eight SIMD lanes."""
-    a = abs(_F(x))
-    t = _F(1.0) / (_F(1.0) + AS_P_32 * a)
-    poly = ((((AS_A_32[4] * t + AS_A_32[3]) * t + AS_A_32[2]) * t + AS_A_32[1]) * t + AS_A_32[0]) * t
-    e = _F(1.0) - poly * _fexp_nonpos32(-a * a)   # poly < 1, so e^-87 in place of 0 changes nothing
-    return e if x >= 0 else -e
+    """erf in float32 arithmetic: absolute error below 5e-7, eight SIMD lanes, no exponential."""
+    xc = min(max(_F(x), _F(-4.0)), _F(4.0))   # NaN stays NaN: min and max keep their first argument
+                                              # unless the comparison holds
+    z = xc * xc
+    P, Q = ERF_P_32, ERF_Q_32
+    p = (((((P[0] * z + P[1]) * z + P[2]) * z + P[3]) * z + P[4]) * z + P[5]) * z + P[6]
+    q = (((Q[0] * z + Q[1]) * z + Q[2]) * z + Q[3]) * z + Q[4]
+    return xc * p / q
 
 
 def ferf_as(ref, x):
