@@ -97,7 +97,7 @@ _blas_state = threading.local()
 @contextlib.contextmanager
 def one_blas_thread():
     """A context in which BLAS runs single-threaded. Every Numba kernel that calls gemm does so
-    from each of Numba's threads at once; letting each call fan out again puts 2 x 2 busy
+    from each of its threads at once (threads.py); letting each call fan out again puts 2 x 2 busy
     threads on two cores and made a decoder-sized attention 100x slower. Nested uses cost a
     counter: the models enter it once per forward or backward, the kernels again inside."""
     depth = getattr(_blas_state, "depth", 0)

@@ -16,8 +16,8 @@ not the address, and stay cacheable across processes. A row-major matrix is the 
 matrix of its transpose, so c = op(a) op(b) is computed as c^T = op(b)^T op(a)^T: the same
 transpose flags, the operands swapped.
 
-Every caller runs several gemms at once from Numba's threads, so BLAS itself must be single-threaded
-meanwhile (kernels.one_blas_thread).
+Every caller runs several gemms at once from the kernel threads (threads.py), so BLAS itself must
+be single-threaded meanwhile (kernels.one_blas_thread).
 
 Without the JIT (NUMBA_DISABLE_JIT=1) ``gemm`` runs its NumPy body.
 """
