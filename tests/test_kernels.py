@@ -215,3 +215,35 @@ def test_model_without_the_jit_gives_the_same_numbers(tmp_path):
         runs[jit] = np.load(path)
     for k in runs["0"].files:
         np.testing.assert_allclose(runs["1"][k], runs["0"][k], rtol=1e-10, atol=1e-13, err_msg=k)
+
+
+def test_either_blas_gives_the_same_numbers_from_one_numba_cache(tmp_path):
+    """gemm calls NumPy's bundled OpenBLAS (64-bit integers) when the process has it, else scipy's
+    (32-bit integers; VIDEOMAE_NP_BLAS=scipy forces it). Kernels compiled under the first and
+    loaded from the same Numba cache under the second must give the same numbers."""
+    import os
+    import subprocess
+    import sys
+    code = (
+        "import json, numpy as np, videomae_np as vm, sys\n"
+        "from videomae_np.kernels import blas\n"
+        "cfg = vm.VideoMAEConfig(image_size=16, patch_size=8, num_frames=4, hidden_size=12, num_hidden_layers=2,"
+        " num_attention_heads=3, intermediate_size=20, decoder_hidden_size=8, decoder_num_hidden_layers=1,"
+        " decoder_num_attention_heads=2, decoder_intermediate_size=12)\n"
+        "m = vm.VideoMAEForPreTraining(cfg, seed=0, dtype=np.float64)\n"
+        "x = np.random.default_rng(0).standard_normal((2, 4, 3, 16, 16))\n"
+        "out, g = m.value_and_grad(x, bool_masked_pos=vm.tube_mask(2, cfg.grid, 0.5, rng=0))\n"
+        "np.savez(sys.argv[1], loss=out.loss, **g)\n"
+        "print(blas.BLAS)\n")
+    cache = tmp_path / "numba_cache"
+    runs, names = {}, {}
+    for choice in ("", "scipy"):
+        path = tmp_path / f"blas_{choice or 'default'}.npz"
+        env = dict(os.environ, VIDEOMAE_NP_BLAS=choice, NUMBA_CACHE_DIR=str(cache))
+        done = subprocess.run([sys.executable, "-c", code, str(path)], check=True, env=env,
+                              capture_output=True, text=True)
+        names[choice] = done.stdout.strip().splitlines()[-1]
+        runs[choice] = np.load(path)
+    assert names["scipy"] == "scipy's BLAS"
+    for k in runs[""].files:
+        np.testing.assert_allclose(runs["scipy"][k], runs[""][k], rtol=1e-10, atol=1e-13, err_msg=k)
