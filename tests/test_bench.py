@@ -11,6 +11,7 @@ import videomae_np as vm
 from videomae_np.bench import SMALL, _inputs, encoder_flops, pretrain_step_flops
 
 
+@pytest.mark.oracle
 def test_flop_counts_equal_torchs_count_of_the_transformers_model():
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
@@ -49,6 +50,7 @@ def _bench(*args):
     return rows
 
 
+@pytest.mark.oracle
 def test_bench_table_has_both_small_workloads_with_consistent_ratios():
     pytest.importorskip("torch")
     pytest.importorskip("transformers")

@@ -43,19 +43,27 @@ def test_a_failing_part_raises_in_the_caller_after_all_parts_finish(bad):
     assert out.tolist() == [1, 1, 1]
 
 
-def _linear_in_child(queue):
+def _parts_and_linear_in_child(queue):
+    out, names = np.zeros(2, int), [None] * 2
+    run_parts(_record, 2, out, names)          # two parts whatever Numba's thread count
     x = np.arange(12.0).reshape(3, 4)
     w = np.ones((5, 4))
-    queue.put(linear_fwd(x, w).tolist())
+    queue.put((out.tolist(), len(set(names)), linear_fwd(x, w).tolist()))
 
 
 def test_kernels_work_in_a_forked_child_after_the_parent_used_its_threads():
     run_parts(_record, 2, np.zeros(2, int), [None] * 2)
     ctx = multiprocessing.get_context("fork")
     q = ctx.Queue()
-    p = ctx.Process(target=_linear_in_child, args=(q,))
+    p = ctx.Process(target=_parts_and_linear_in_child, args=(q,))
     p.start()
-    got = q.get(timeout=60)
-    p.join(timeout=60)
+    try:
+        counts, n_threads, got = q.get(timeout=60)
+        p.join(timeout=60)
+    finally:
+        if p.is_alive():                        # a child stuck on the parent's workers: fail, not hang
+            p.kill()
+            p.join()
     assert p.exitcode == 0
+    assert counts == [1, 1] and n_threads == 2
     np.testing.assert_array_equal(got, np.arange(12.0).reshape(3, 4) @ np.ones((4, 5)))

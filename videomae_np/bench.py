@@ -242,16 +242,15 @@ def main(argv=None):
 
     peak = sgemm_gflops()
     print(f"threads: {threads}   measured sgemm (NumPy BLAS, 1024^3): {peak:.0f} GFLOP/s\n")
-    header = f"{'workload':<44s} {'ours ms':>9s} {'torch ms':>9s} {'ratio':>6s} {'GFLOP/s':>8s} {'% sgemm':>8s}"
-    print(header)
-    print("-" * len(header))
+    rows = []
     for name in args.only or ["small", "vitb"]:
         # Alternate the two sides and keep each one's best median: this machine's speed drifts
-        # over minutes (sgemm read 99 to 188 GFLOP/s in one day), and one round each would
+        # over minutes (sgemm read 98 to 185 GFLOP/s in one day), and one round each would
         # compare two different machines.
         t_fwd = t_step = float("inf")
         tt = (None, None)
-        for _ in range(max(1, args.rounds)):
+        for k in range(max(1, args.rounds)):
+            print(f"timing {name}, round {k + 1} of {max(1, args.rounds)} ...", file=sys.stderr, flush=True)
             # The sgemm share is taken against the best sgemm of the run, re-measured each round.
             peak = max(peak, sgemm_gflops())
             cfg, B, nv, f, s = bench_ours(name, args.repeats)
@@ -261,12 +260,16 @@ def main(argv=None):
                 if tf is not None:
                     tt = (min(tf, tt[0] or tf), min(ts, tt[1] or ts))
         label = {"small": f"small 64^2 x8 w192 L6 B{B}", "vitb": f"ViT-B 224^2 x16 B{B}"}[name]
-        for what, ours, theirs, flops in [("encoder fwd", t_fwd, tt[0], encoder_flops(cfg, B)),
-                                          ("pretrain step 90%", t_step, tt[1], pretrain_step_flops(cfg, B, nv))]:
-            gf = flops / ours / 1e9
-            ratio = f"{ours / theirs:6.2f}" if theirs else "     -"
-            tms = f"{theirs * 1e3:9.1f}" if theirs else "        -"
-            print(f"{label + ' ' + what:<44s} {ours * 1e3:9.1f} {tms} {ratio} {gf:8.1f} {100 * gf / peak:7.0f}%")
+        rows += [(f"{label} encoder fwd", t_fwd, tt[0], encoder_flops(cfg, B)),
+                 (f"{label} pretrain step 90%", t_step, tt[1], pretrain_step_flops(cfg, B, nv))]
+    header = f"{'workload':<44s} {'ours ms':>9s} {'torch ms':>9s} {'ratio':>6s} {'GFLOP/s':>8s} {'% sgemm':>8s}"
+    print(header)
+    print("-" * len(header))
+    for what, ours, theirs, flops in rows:
+        gf = flops / ours / 1e9
+        ratio = f"{ours / theirs:6.2f}" if theirs else "     -"
+        tms = f"{theirs * 1e3:9.1f}" if theirs else "        -"
+        print(f"{what:<44s} {ours * 1e3:9.1f} {tms} {ratio} {gf:8.1f} {100 * gf / peak:7.0f}%")
     print(f"(% sgemm against the best sgemm measured during the run: {peak:.0f} GFLOP/s)")
     if args.no_extras:
         return 0

@@ -23,6 +23,7 @@ from . import checkpoint as ckpt
 from . import kernels
 from .config import VideoMAEConfig, _atomic_write_text
 from .masking import visible_and_masked_indices
+from .ops.attention import stacked_base
 from .ops.dropout import Drop, drop_path_rates
 from .ops.block import block_backward, block_forward, block_param_names
 from .ops.layernorm import layernorm_backward, layernorm_forward
@@ -174,8 +175,8 @@ def _stack_qkv(params: dict) -> dict:
     for name in [n for n in params if n.endswith("attention.attention." + _QKV[0])]:
         stem = name[: -len(_QKV[0])]
         parts = [params.get(stem + leaf) for leaf in _QKV]
-        if any(a is None or a.shape != parts[0].shape for a in parts):
-            continue
+        if any(a is None or a.shape != parts[0].shape for a in parts) or stacked_base(*parts) is not None:
+            continue             # nothing to stack, or stacked already (left as they are)
         stacked = np.concatenate(parts)
         for i, leaf in enumerate(_QKV):
             params[stem + leaf] = stacked[i * len(parts[0]):(i + 1) * len(parts[0])]

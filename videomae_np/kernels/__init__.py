@@ -2,8 +2,9 @@
 scaled softmax, bias + activation, and the attention core (softmax between two matmuls, one head
 at a time).
 
-Each kernel exists twice, side by side in its module: a Numba ``njit(parallel=True, cache=True)``
-version (the fast path) and a plain-NumPy version (the reference, and the path taken when Numba's
+Each kernel exists twice, side by side in its module: a Numba version (the fast path: cached
+``njit(nogil=True)`` parts run at once on the threads of threads.py; softmax alone is a
+``parallel=True`` kernel) and a plain-NumPy version (the reference, and the path taken when Numba's
 JIT is disabled). ``tests/test_kernels.py`` checks that the two agree.
 
 Calling conventions, shared by both backends:

@@ -7,8 +7,9 @@ The Numba version splits the work into one part per thread (threads.py) and call
 single-threaded gemm on each part (blas.py). Forward splits the rows of y (its columns when
 there are few rows); each thread first writes b + res into its block and then accumulates
 x W^T onto it (beta = 1), so the bias and residual add cost no pass of their own -- OpenBLAS
-would otherwise spend that pass zeroing y. Backward gives each thread a block of dx (rows or columns, by the same rule) and a
-block of rows of dW with the matching entries of db: one region, no partial sums to reduce.
+would otherwise spend that pass zeroing y. Backward gives each thread a block of dx (rows or
+columns, by the same rule) and a block of rows of dW with the matching entries of db: one
+region, no partial sums to reduce.
 
 Why not NumPy's own multi-threaded matmul between Numba kernels: two thread pools then take
 turns on the same cores, and whichever was idle last keeps spinning. A Numba kernel that ran

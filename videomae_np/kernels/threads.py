@@ -11,7 +11,8 @@ backward). A call through these threads costs a few microseconds more than throu
 (a trivial two-part kernel: 16.4 against 12.7 us), which is small next to the kernels here.
 
 The threads wait on a queue rather than spin, so a descheduled or busy core costs no more than
-its own part's time. T is Numba's thread count (``numba.set_num_threads``) at the call.
+its own part's time. T is at most Numba's thread count (``numba.set_num_threads``) at the call;
+a kernel with fewer pieces of work than that (heads, row chunks) asks for fewer parts.
 """
 
 import os
@@ -44,7 +45,8 @@ def _forget_workers():
     _run_lock = threading.Lock()
 
 
-os.register_at_fork(after_in_child=_forget_workers)
+if hasattr(os, "register_at_fork"):     # POSIX only; elsewhere there is no fork
+    os.register_at_fork(after_in_child=_forget_workers)
 
 
 def _start_workers(n):

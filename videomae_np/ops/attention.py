@@ -28,9 +28,9 @@ from .softmax import softmax_backward, softmax_forward
 ATTN_PARAMS = ("q_w", "q_b", "k_w", "v_w", "v_b", "o_w", "o_b")
 
 
-def _stacked(q, k, v):
-    """The (3C, C) matrix [q; k; v]: without a copy when the three are consecutive thirds of one
-    C-contiguous array (the models keep them so), else concatenated."""
+def stacked_base(q, k, v):
+    """The (3C, C) array whose consecutive thirds q, k and v are (C-contiguous, in that order),
+    or None when they are not laid out so."""
     base = q.base
     if (base is not None and k.base is base and v.base is base and base.dtype == q.dtype
             and base.shape == (3 * q.shape[0], q.shape[1]) and base.flags.c_contiguous
@@ -38,7 +38,14 @@ def _stacked(q, k, v):
         at = base.ctypes.data
         if (q.ctypes.data, k.ctypes.data, v.ctypes.data) == (at, at + q.nbytes, at + 2 * q.nbytes):
             return base
-    return np.concatenate([q, k, v])
+    return None
+
+
+def _stacked(q, k, v):
+    """The (3C, C) matrix [q; k; v]: without a copy when the three are consecutive thirds of one
+    array (the models keep them so), else concatenated."""
+    base = stacked_base(q, k, v)
+    return np.concatenate([q, k, v]) if base is None else base
 
 
 def _qkv_weights(p, C):
