@@ -6,29 +6,21 @@ from numba import njit
 from videomae_np.kernels.fastmath import fexp_as, fexp_nonpos_as, ferf_as, fmax
 
 
-@njit
-def _map_exp(x):
-    """fexp on float64 input, fexp32 on float32 (fexp_as, as the kernels call them)."""
-    out = np.empty_like(x)
-    for i in range(x.shape[0]):
-        out[i] = fexp_as(x[i], x[i])
-    return out
+def _elementwise(f):
+    """A jitted loop applying f(x[i], x[i]) -- the ``*_as`` functions take the precision from
+    their first argument, as the kernels call them (fexp on float64 input, fexp32 on float32)."""
+    @njit
+    def run(x):
+        out = np.empty_like(x)
+        for i in range(x.shape[0]):
+            out[i] = f(x[i], x[i])
+        return out
+    return run
 
 
-@njit
-def _map_exp_nonpos(x):
-    out = np.empty_like(x)
-    for i in range(x.shape[0]):
-        out[i] = fexp_nonpos_as(x[i], x[i])
-    return out
-
-
-@njit
-def _map_erf(x):
-    out = np.empty_like(x)
-    for i in range(x.shape[0]):
-        out[i] = ferf_as(x[i], x[i])
-    return out
+_map_exp = _elementwise(fexp_as)
+_map_exp_nonpos = _elementwise(fexp_nonpos_as)
+_map_erf = _elementwise(ferf_as)
 
 
 @njit

@@ -193,28 +193,40 @@ def test_gemm_on_strided_views_with_transposes_and_beta(dtype):
                 np.testing.assert_allclose(got, want, rtol=TOL[dtype] * 10, atol=TOL[dtype] * 10)
 
 
-def test_model_without_the_jit_gives_the_same_numbers(tmp_path):
-    """NUMBA_DISABLE_JIT=1 (in a fresh interpreter) runs the NumPy twins; results must agree."""
+# One float64 pretraining step of a tiny model, in a fresh interpreter: its loss and gradients go
+# to the .npz named by argv[1]; extra lines (TAIL) may print what the test needs to know.
+_STEP = (
+    "import json, numpy as np, videomae_np as vm, sys\n"
+    "cfg = vm.VideoMAEConfig(image_size=16, patch_size=8, num_frames=4, hidden_size=12, num_hidden_layers=2,"
+    " num_attention_heads=3, intermediate_size=20, decoder_hidden_size=8, decoder_num_hidden_layers=1,"
+    " decoder_num_attention_heads=2, decoder_intermediate_size=12)\n"
+    "m = vm.VideoMAEForPreTraining(cfg, seed=0, dtype=np.float64)\n"
+    "x = np.random.default_rng(0).standard_normal((2, 4, 3, 16, 16))\n"
+    "out, g = m.value_and_grad(x, bool_masked_pos=vm.tube_mask(2, cfg.grid, 0.5, rng=0))\n"
+    "np.savez(sys.argv[1], loss=out.loss, **g)\n")
+
+
+def _step_in_subprocess(path, env, tail=""):
+    """(loss and gradients, stdout) of _STEP run with the extra environment variables env."""
+    import os
     import subprocess
     import sys
-    code = (
-        "import numpy as np, videomae_np as vm, sys\n"
-        "cfg = vm.VideoMAEConfig(image_size=16, patch_size=8, num_frames=4, hidden_size=12, num_hidden_layers=2,"
-        " num_attention_heads=3, intermediate_size=20, decoder_hidden_size=8, decoder_num_hidden_layers=1,"
-        " decoder_num_attention_heads=2, decoder_intermediate_size=12)\n"
-        "m = vm.VideoMAEForPreTraining(cfg, seed=0, dtype=np.float64)\n"
-        "x = np.random.default_rng(0).standard_normal((2, 4, 3, 16, 16))\n"
-        "out, g = m.value_and_grad(x, bool_masked_pos=vm.tube_mask(2, cfg.grid, 0.5, rng=0))\n"
-        "np.savez(sys.argv[1], loss=out.loss, **g)\n")
-    import os
-    runs = {}
-    for jit in ("0", "1"):
-        path = tmp_path / f"jit{jit}.npz"
-        env = dict(os.environ, NUMBA_DISABLE_JIT=jit)
-        subprocess.run([sys.executable, "-c", code, str(path)], check=True, env=env)
-        runs[jit] = np.load(path)
-    for k in runs["0"].files:
-        np.testing.assert_allclose(runs["1"][k], runs["0"][k], rtol=1e-10, atol=1e-13, err_msg=k)
+    done = subprocess.run([sys.executable, "-c", _STEP + tail, str(path)], check=True,
+                          env=dict(os.environ, **env), capture_output=True, text=True)
+    return np.load(path), done.stdout
+
+
+def _assert_same_step(got, want):
+    assert sorted(got.files) == sorted(want.files)
+    for k in want.files:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-10, atol=1e-13, err_msg=k)
+
+
+def test_model_without_the_jit_gives_the_same_numbers(tmp_path):
+    """NUMBA_DISABLE_JIT=1 (in a fresh interpreter) runs the NumPy twins; results must agree."""
+    jit, _ = _step_in_subprocess(tmp_path / "jit.npz", {"NUMBA_DISABLE_JIT": "0"})
+    nojit, _ = _step_in_subprocess(tmp_path / "nojit.npz", {"NUMBA_DISABLE_JIT": "1"})
+    _assert_same_step(nojit, jit)
 
 
 def test_either_blas_gives_the_same_numbers_from_one_numba_cache(tmp_path):
@@ -222,35 +234,18 @@ def test_either_blas_gives_the_same_numbers_from_one_numba_cache(tmp_path):
     (32-bit integers; VIDEOMAE_NP_BLAS=scipy forces it). Kernels compiled under the first and
     loaded from the same Numba cache under the second must give the same numbers."""
     import json
-    import os
-    import subprocess
-    import sys
-    code = (
-        "import json, numpy as np, videomae_np as vm, sys\n"
-        "from videomae_np.kernels import blas\n"
-        "cfg = vm.VideoMAEConfig(image_size=16, patch_size=8, num_frames=4, hidden_size=12, num_hidden_layers=2,"
-        " num_attention_heads=3, intermediate_size=20, decoder_hidden_size=8, decoder_num_hidden_layers=1,"
-        " decoder_num_attention_heads=2, decoder_intermediate_size=12)\n"
-        "m = vm.VideoMAEForPreTraining(cfg, seed=0, dtype=np.float64)\n"
-        "x = np.random.default_rng(0).standard_normal((2, 4, 3, 16, 16))\n"
-        "out, g = m.value_and_grad(x, bool_masked_pos=vm.tube_mask(2, cfg.grid, 0.5, rng=0))\n"
-        "np.savez(sys.argv[1], loss=out.loss, **g)\n"
-        "from videomae_np.kernels import attention, linear\n"
-        "hits = sum(sum(f.stats.cache_hits.values()) for f in (linear._lin_fwd_part, linear._lin_bwd_part,"
-        " attention._attn_fwd_part, attention._attn_bwd_part))\n"
-        "print(json.dumps([blas.BLAS, hits]))\n")
-    cache = tmp_path / "numba_cache"
+    tail = ("from videomae_np.kernels import attention, blas, linear\n"
+            "hits = sum(sum(f.stats.cache_hits.values()) for f in (linear._lin_fwd_part, linear._lin_bwd_part,"
+            " attention._attn_fwd_part, attention._attn_bwd_part))\n"
+            "print(json.dumps([blas.BLAS, hits]))\n")
+    cache = str(tmp_path / "numba_cache")
     runs, names, hits = {}, {}, {}
     for choice in ("", "scipy"):
-        path = tmp_path / f"blas_{choice or 'default'}.npz"
-        env = dict(os.environ, VIDEOMAE_NP_BLAS=choice, NUMBA_CACHE_DIR=str(cache))
-        done = subprocess.run([sys.executable, "-c", code, str(path)], check=True, env=env,
-                              capture_output=True, text=True)
-        names[choice], hits[choice] = json.loads(done.stdout.strip().splitlines()[-1])
-        runs[choice] = np.load(path)
+        runs[choice], out = _step_in_subprocess(tmp_path / f"blas_{choice or 'default'}.npz",
+                                                {"VIDEOMAE_NP_BLAS": choice, "NUMBA_CACHE_DIR": cache}, tail)
+        names[choice], hits[choice] = json.loads(out.strip().splitlines()[-1])
     if names[""] != "numpy's OpenBLAS":
         pytest.skip(f"this NumPy has no bundled scipy-openblas ({names['']} by default)")
     assert names["scipy"] == "scipy's BLAS"
     assert hits[""] == 0 and hits["scipy"] == 4      # the gemm callers came from the first run's cache
-    for k in runs[""].files:
-        np.testing.assert_allclose(runs["scipy"][k], runs[""][k], rtol=1e-10, atol=1e-13, err_msg=k)
+    _assert_same_step(runs["scipy"], runs[""])

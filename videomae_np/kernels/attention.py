@@ -17,8 +17,8 @@ The Numba version gives each thread (threads.py) a block of groups and a scratch
 rows by N keys (ROW_BLOCK); the matmuls are gemm calls on strided views (blas.py), so no head is
 ever copied out of qkv or into ctx, and the scores stay in cache between the matmuls and the
 softmax. Unless P is wanted, forward leaves the exponentials unnormalised and divides the N x d
-product by the row sums instead. The NumPy twin transposes to (G, N, d) and uses batched matmuls. (gemm passes BLAS 64-bit
-integers; see blas.py.)
+product by the row sums instead. The NumPy twin transposes to (G, N, d) and uses batched
+matmuls. (gemm passes BLAS 64-bit integers; see blas.py.)
 """
 
 import numpy as np
