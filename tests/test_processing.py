@@ -518,3 +518,56 @@ def test_benchmark_runs_and_leaves_transformers_columns_empty_without_it(monkeyp
     assert rows[0]["transformers_ms"] is None and rows[0]["ratio"] is None
     table = B.format_table(rows)
     assert "tiny" in table and " - " in table
+
+
+# --------------------------------------------------------------------------------------------
+# Reliability: empty frames, zero std, already-rescaled floats
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("shape", [(0, 0, 3), (3, 0, 0), (0, 5, 3), (5, 0, 3)])
+@pytest.mark.parametrize("kwargs", [{}, {"do_resize": False}, {"do_resize": False, "do_center_crop": False}])
+def test_an_empty_frame_is_a_clear_value_error(proc, shape, kwargs):
+    with pytest.raises(ValueError, match=r"video 0, frame 0 is empty \(\d+x\d+ with 3 channel\(s\)\); "
+                                         r"expected a frame of at least 1x1"):
+        proc(np.zeros(shape, np.uint8), **kwargs)
+
+
+@pytest.mark.parametrize("std", [0, 0.0, np.float32(0), (0.5, 0.0, 0.5), [0, 0, 0]])
+def test_a_zero_image_std_is_refused_as_scalar_or_per_channel(proc, std):
+    with pytest.raises(ValueError, match="image_std must not contain 0"):
+        vm.VideoMAEImageProcessor(image_std=std)
+    with pytest.raises(ValueError, match="image_std must not contain 0"):
+        proc(_rgb_video(1, 20, 20), image_std=std)
+
+
+@pytest.mark.parametrize("name", ["image_mean", "image_std"])
+def test_non_finite_mean_or_std_is_refused(name):
+    with pytest.raises(ValueError, match=f"{name} must hold finite numbers"):
+        vm.VideoMAEImageProcessor(**{name: float("nan")})
+    with pytest.raises(ValueError, match=f"{name} must hold finite numbers"):
+        vm.VideoMAEImageProcessor(**{name: (0.5, float("inf"), 0.5)})
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"do_resize": False}])
+def test_float_frames_already_in_0_1_warn_but_match_transformers(HFPil, kwargs):
+    x = _rgb_video(2, 30, 40, seed=5) / 255.0
+    with pytest.warns(UserWarning, match=r"video\(s\) \[0\]: float frames with every value in \[0, 1\] "
+                                         r"look already rescaled.*pass do_rescale=False"):
+        ours = vm.VideoMAEImageProcessor(**kwargs)(x, return_tensors="np")["pixel_values"]
+    ref = _quiet(HFPil(**kwargs), x, return_tensors="np")["pixel_values"]
+    assert ours.dtype == ref.dtype and np.array_equal(ours, ref)
+
+
+def test_no_rescale_warning_for_uint8_whole_floats_or_do_rescale_false(proc):
+    x = _rgb_video(1, 20, 20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        proc(x)
+        proc(x.astype(np.float64))                      # whole numbers in [0, 255]
+        proc(x / 255.0, do_rescale=False)
+
+
+def test_a_config_file_with_a_bad_setting_names_the_file(tmp_path):
+    (tmp_path / P.PROCESSOR_CONFIG_NAME).write_text(json.dumps({"image_std": [0.5, 0, 0.5]}))
+    with pytest.raises(ValueError, match=r"preprocessor_config.json: image_std must not contain 0"):
+        vm.VideoMAEImageProcessor.from_pretrained(tmp_path)

@@ -2,21 +2,28 @@
 
 The fields and defaults are those of ``transformers.VideoMAEConfig`` (ViT-B/16 with a 4-layer,
 384-wide decoder, 16 frames, tubelets of 2). Keys we do not know are kept and written back, so a
-config passed through us reaches transformers unchanged.
+config passed through us reaches transformers unchanged. Every field's type and range is checked
+on construction and on assignment (``cfg.qv_bias = "false"`` raises), with one line naming it.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import os
+import math
+import numbers
 from pathlib import Path
 
+from .fileio import atomic_write_text, read_json_object
 from .ops.activations import ACTIVATIONS
 
 CONFIG_NAME = "config.json"
 MODEL_TYPE = "videomae"
 PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
+# Written by our save_pretrained into config.json and, equal, into model.safetensors' metadata, so
+# that a folder whose two files come from different saves is recognised (checkpoint.read_weights).
+# Not a model field: kept aside on read (not in to_dict) and written back by save_pretrained.
+SAVE_ID_KEY = "videomae_np_save_id"
 
 # Field -> default, in the order transformers declares them.
 DEFAULTS = {
@@ -47,6 +54,8 @@ _INT_FIELDS = (
     "num_attention_heads", "intermediate_size", "decoder_num_attention_heads", "decoder_hidden_size",
     "decoder_num_hidden_layers", "decoder_intermediate_size",
 )
+_BOOL_FIELDS = ("qv_bias", "use_mean_pooling", "norm_pix_loss")
+_PROB_FIELDS = ("hidden_dropout_prob", "attention_probs_dropout_prob")
 # Keys transformers writes for every config that carry no meaning for us; dropped on read.
 _RUNTIME_KEYS = {"transformers_version", "_name_or_path", "return_dict", "output_hidden_states",
                  "output_attentions", "torch_dtype", "dtype", "chunk_size_feed_forward",
@@ -63,28 +72,25 @@ class VideoMAEConfig:
 
     model_type = MODEL_TYPE
 
-    def __init__(self, **kwargs):
+    def __init__(self, /, **kwargs):
+        object.__setattr__(self, "_checking", False)   # fields are checked together by validate()
         if "qkv_bias" in kwargs:  # name used by the first VideoMAE checkpoints
             kwargs["qv_bias"] = kwargs.pop("qkv_bias")
         for k in _RUNTIME_KEYS:
             kwargs.pop(k, None)
         kwargs.pop("model_type", None)
+        self._save_id = kwargs.pop(SAVE_ID_KEY, None)
         for name, default in DEFAULTS.items():
-            setattr(self, name, kwargs.pop(name, default))
-        if isinstance(self.image_size, list):
-            self.image_size = tuple(self.image_size)
-        if isinstance(self.patch_size, (list, tuple)):
-            ps = tuple(self.patch_size)
-            if len(ps) != 2 or ps[0] != ps[1]:
-                raise ValueError(f"patch_size must be an int or a square pair, got {self.patch_size!r}")
-            self.patch_size = ps[0]
+            setattr(self, name, _normalise(name, kwargs.pop(name, default)))
         self.architectures = kwargs.pop("architectures", None)
         self.problem_type = kwargs.pop("problem_type", None)
         id2label = kwargs.pop("id2label", None)
         label2id = kwargs.pop("label2id", None)
-        num_labels = kwargs.pop("num_labels", None)
+        num_labels = _normalise("num_labels", kwargs.pop("num_labels", None))
+        if num_labels is not None and (msg := _field_error("num_labels", num_labels)):
+            raise ValueError(f"invalid VideoMAEConfig: {msg}")
         if id2label is not None:
-            id2label = {int(k): v for k, v in dict(id2label).items()}
+            id2label = _label_map(id2label)
             if num_labels is not None and num_labels != len(id2label):
                 raise ValueError(f"num_labels={num_labels} disagrees with id2label, which has "
                                  f"{len(id2label)} entries")
@@ -92,9 +98,27 @@ class VideoMAEConfig:
             n = 2 if num_labels is None else int(num_labels)
             id2label = {i: f"LABEL_{i}" for i in range(n)}
         self.id2label = id2label
+        if label2id is not None and not isinstance(label2id, dict):
+            raise ValueError(f"invalid VideoMAEConfig: label2id must be a mapping from label to "
+                             f"index, found {type(label2id).__name__}")
         self.label2id = dict(label2id) if label2id is not None else {v: k for k, v in id2label.items()}
         self.extra = kwargs  # unknown keys survive a round trip
         self.validate()
+        self._checking = True
+
+    def __setattr__(self, name, value):
+        """Assigning a field checks its type and range, as construction does. (Constraints between
+        fields, such as hidden_size % num_attention_heads, are checked by validate(), which
+        construction, from_pretrained and copy() call: a change may need several assignments.)"""
+        if name in _CHECKED and self.__dict__.get("_checking"):
+            try:
+                value = _normalise(name, value)
+            except ValueError as e:
+                raise ValueError(f"invalid VideoMAEConfig: {e}") from None
+            msg = _field_error(name, value)
+            if msg:
+                raise ValueError(f"invalid VideoMAEConfig: {msg}")
+        object.__setattr__(self, name, value)
 
     # --- derived sizes -------------------------------------------------------------------------
     @property
@@ -103,6 +127,10 @@ class VideoMAEConfig:
 
     @num_labels.setter
     def num_labels(self, n: int):
+        n = _normalise("num_labels", n)
+        msg = _field_error("num_labels", n)
+        if msg:
+            raise ValueError(f"invalid VideoMAEConfig: {msg}")
         self.id2label = {i: f"LABEL_{i}" for i in range(int(n))}
         self.label2id = {v: k for k, v in self.id2label.items()}
 
@@ -134,18 +162,12 @@ class VideoMAEConfig:
 
     # --- validation ----------------------------------------------------------------------------
     def validate(self):
-        bad = []
-        for name in _INT_FIELDS:
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < (0 if "num_hidden_layers" in name else 1):
-                bad.append(f"{name}={v!r} must be a positive integer")
-        h, w = (self.image_size if isinstance(self.image_size, tuple) else (self.image_size,) * 2)
-        for v in (h, w):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                bad.append(f"image_size={self.image_size!r} must be a positive integer or (height, width)")
-                break
+        """Raise one ValueError naming every field whose type or value is wrong, then (once the
+        types are right) every pair of fields that do not fit together."""
+        bad = [msg for name in _CHECKED if (msg := _field_error(name, getattr(self, name)))]
         if bad:
             raise ValueError("invalid VideoMAEConfig: " + "; ".join(bad))
+        h, w = self.image_hw
         if self.hidden_size % self.num_attention_heads:
             bad.append(f"hidden_size={self.hidden_size} is not divisible by "
                        f"num_attention_heads={self.num_attention_heads}")
@@ -156,16 +178,6 @@ class VideoMAEConfig:
             bad.append(f"image_size={self.image_size!r} is not divisible by patch_size={self.patch_size}")
         if self.num_frames % self.tubelet_size:
             bad.append(f"num_frames={self.num_frames} is not divisible by tubelet_size={self.tubelet_size}")
-        if self.hidden_act not in ACTIVATIONS:
-            bad.append(f"hidden_act={self.hidden_act!r} is not one of {sorted(ACTIVATIONS)}")
-        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
-            p = getattr(self, name)
-            if not 0.0 <= float(p) < 1.0:
-                bad.append(f"{name}={p!r} must lie in [0, 1)")
-        if not float(self.layer_norm_eps) > 0:
-            bad.append(f"layer_norm_eps={self.layer_norm_eps!r} must be positive")
-        if self.problem_type is not None and self.problem_type not in PROBLEM_TYPES:
-            bad.append(f"problem_type={self.problem_type!r} is not one of {PROBLEM_TYPES}")
         if bad:
             raise ValueError("invalid VideoMAEConfig: " + "; ".join(bad))
 
@@ -196,9 +208,14 @@ class VideoMAEConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
     def save_pretrained(self, save_directory):
+        """Write config.json. A config read from a model folder keeps that folder's save id, so
+        an edited config written back still pairs with the weights beside it."""
         path = Path(save_directory)
         path.mkdir(parents=True, exist_ok=True)
-        _atomic_write_text(path / CONFIG_NAME, self.to_json_string())
+        d = self.to_dict()
+        if self._save_id is not None:
+            d[SAVE_ID_KEY] = self._save_id
+        atomic_write_text(path / CONFIG_NAME, json.dumps(d, indent=2, sort_keys=True) + "\n")
 
     @classmethod
     def from_pretrained(cls, path) -> "VideoMAEConfig":
@@ -208,13 +225,11 @@ class VideoMAEConfig:
         if not file.exists():
             raise FileNotFoundError(f"no {CONFIG_NAME} at {file} (expected a directory written by "
                                     "save_pretrained)")
+        d = read_json_object(file)
         try:
-            d = json.loads(file.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{file} is not valid JSON: {e}") from None
-        if not isinstance(d, dict):
-            raise ValueError(f"{file} must hold a JSON object, found {type(d).__name__}")
-        return cls.from_dict(d)
+            return cls.from_dict(d)
+        except ValueError as e:
+            raise ValueError(f"{file}: {e}") from None
 
     def copy(self, **changes) -> "VideoMAEConfig":
         d = self.to_dict()
@@ -228,7 +243,95 @@ class VideoMAEConfig:
         return f"VideoMAEConfig {self.to_json_string()}"
 
 
-def _atomic_write_text(path: Path, text: str):
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+# --- field checks ------------------------------------------------------------------------------
+_CHECKED = (*DEFAULTS, "architectures", "problem_type", "id2label", "label2id")
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_real(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _normalise(name, v):
+    """The stored form of a field: NumPy scalars become Python ones, an image_size list a tuple,
+    a square patch_size pair one int."""
+    if isinstance(v, numbers.Number) and type(v).__module__ == "numpy":
+        v = v.item()
+    if name == "image_size" and isinstance(v, list):
+        v = tuple(v)
+    if name == "patch_size" and isinstance(v, (list, tuple)):
+        ps = tuple(v)
+        if len(ps) != 2 or ps[0] != ps[1]:
+            raise ValueError(f"patch_size must be an int or a square pair, got {v!r}")
+        v = ps[0]
+    return v
+
+
+def _found(v) -> str:
+    return f"{v!r} ({type(v).__name__})"
+
+
+def _field_error(name, v) -> str | None:
+    """None if field ``name`` may hold ``v``, else one sentence: the field, what it must be, what
+    it is."""
+    if name in _INT_FIELDS or name == "num_labels":
+        low = 0 if "num_hidden_layers" in name else 1
+        if not _is_int(v) or v < low:
+            return f"{name}={_found(v)} must be a {'non-negative' if low == 0 else 'positive'} integer"
+    elif name == "image_size":
+        pair = isinstance(v, tuple) and len(v) == 2 and all(_is_int(x) and x >= 1 for x in v)
+        if not pair and not (_is_int(v) and v >= 1):
+            return f"image_size={_found(v)} must be a positive integer or a (height, width) pair of them"
+    elif name in _BOOL_FIELDS:
+        if not isinstance(v, bool):
+            return f"{name}={_found(v)} must be a bool (true or false)"
+    elif name == "hidden_act":
+        if not isinstance(v, str) or v not in ACTIVATIONS:
+            return f"hidden_act={_found(v)} must be one of the strings {sorted(ACTIVATIONS)}"
+    elif name in _PROB_FIELDS:
+        if not _is_real(v) or not 0.0 <= v < 1.0:
+            return f"{name}={_found(v)} must be a number in [0, 1)"
+    elif name == "initializer_range":
+        if not _is_real(v) or not math.isfinite(v) or v < 0:
+            return f"initializer_range={_found(v)} must be a finite number >= 0"
+    elif name == "layer_norm_eps":
+        if not _is_real(v) or not math.isfinite(v) or v <= 0:
+            return f"layer_norm_eps={_found(v)} must be a finite number > 0"
+    elif name == "problem_type":
+        if v is not None and v not in PROBLEM_TYPES:
+            return f"problem_type={v!r} is not one of {PROBLEM_TYPES}"
+    elif name == "architectures":
+        if v is not None and not (isinstance(v, (list, tuple)) and all(isinstance(a, str) for a in v)):
+            return f"architectures={_found(v)} must be a list of class names or None"
+    elif name == "id2label":
+        if not isinstance(v, dict) or not all(_is_int(k) for k in v):
+            return f"id2label={_found(v)} must map integer indices to labels"
+    elif name == "label2id":
+        if not isinstance(v, dict):
+            return f"label2id={_found(v)} must map labels to integer indices"
+    return None
+
+
+def _label_map(id2label) -> dict:
+    """id2label as read from JSON (string keys) or given (int keys) -> {int: label}."""
+    if not isinstance(id2label, dict):
+        raise ValueError(f"invalid VideoMAEConfig: id2label={_found(id2label)} must map integer "
+                         f"indices to labels")
+    out = {}
+    for k, v in id2label.items():
+        try:
+            if isinstance(k, bool) or (isinstance(k, float) and not k.is_integer()):
+                raise ValueError
+            i = int(k)
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(f"invalid VideoMAEConfig: id2label key {k!r} is not an integer "
+                             f"index") from None
+        out[i] = v
+    return out
+
+
+# kept for modules that imported the old private helper
+_atomic_write_text = atomic_write_text

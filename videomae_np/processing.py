@@ -35,7 +35,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import warnings
 from pathlib import Path
 
@@ -44,6 +43,7 @@ from numba import njit
 from PIL import Image
 
 from . import kernels
+from .fileio import atomic_write_text, read_json_object
 
 PROCESSOR_CONFIG_NAME = "preprocessor_config.json"
 PROCESSOR_TYPE = "VideoMAEImageProcessor"  # what transformers writes as "image_processor_type"
@@ -148,17 +148,20 @@ def _resample(value) -> Image.Resampling:
 def _mean_or_std(value, name):
     """A number or a sequence of numbers (one per channel); kept as float or tuple of floats."""
     if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
-        return float(value)
-    try:
-        seq = tuple(float(v) for v in np.asarray(value, dtype=np.float64).reshape(-1))
-    except (TypeError, ValueError):
-        seq = None
-    if seq is None or np.ndim(value) != 1 or len(seq) == 0:
-        raise ValueError(f"{name} must be a number or a sequence of numbers (one per channel), "
-                         f"got {value!r}")
+        seq = (float(value),)
+    else:
+        try:
+            seq = tuple(float(v) for v in np.asarray(value, dtype=np.float64).reshape(-1))
+        except (TypeError, ValueError):
+            seq = None
+        if seq is None or np.ndim(value) != 1 or len(seq) == 0:
+            raise ValueError(f"{name} must be a number or a sequence of numbers (one per channel), "
+                             f"got {value!r}")
+    if not all(math.isfinite(s) for s in seq):
+        raise ValueError(f"{name} must hold finite numbers, got {value!r}")
     if name == "image_std" and any(s == 0 for s in seq):
-        raise ValueError(f"image_std must not contain 0, got {value!r}")
-    return seq
+        raise ValueError(f"image_std must not contain 0 (normalising divides by it), got {value!r}")
+    return seq[0] if np.ndim(value) == 0 else seq
 
 
 def _data_format(value, name):
@@ -397,6 +400,9 @@ def _video_frames(frames, fmt, to_rgb, v, ambiguous) -> list[np.ndarray]:
         raise ValueError(f"video {v} has no frames")
     out = [_frame_hwc(f, fmt, to_rgb, f"video {v}, frame {t}", ambiguous)
            for t, f in enumerate(frames)]
+    if 0 in out[0].shape[:2]:
+        raise ValueError(f"video {v}, frame 0 is empty ({_hwc_str(out[0])}); expected a frame "
+                         f"of at least 1x1 pixels")
     for t, a in enumerate(out[1:], 1):
         if a.shape != out[0].shape:
             raise ValueError(f"frames of one video must share a size: video {v} frame 0 is "
@@ -405,6 +411,12 @@ def _video_frames(frames, fmt, to_rgb, v, ambiguous) -> list[np.ndarray]:
             raise ValueError(f"frames of one video must share a dtype: video {v} frame 0 is "
                              f"{out[0].dtype}, frame {t} is {a.dtype}")
     return out
+
+
+def _looks_rescaled(frames: list[np.ndarray]) -> bool:
+    """Float frames all within [0, 1]: transformers' "already rescaled" test (is_scaled_image)."""
+    return (frames[0].dtype.kind == "f" and min(f.min() for f in frames) >= 0
+            and max(f.max() for f in frames) <= 1)
 
 
 def _hwc_str(a):
@@ -618,16 +630,24 @@ class VideoMAEImageProcessor:
         batch = _as_videos(videos)
         fmt = o["input_data_format"]
         to_rgb = bool(o["do_convert_rgb"])
-        ambiguous = set()
+        ambiguous, scaled_already = set(), []
         stacked = None   # (B, T, C, H, W), allocated after the first video when returning "np"
         results = []
         for v, frames in enumerate(batch):
             slot = stacked[v] if stacked is not None else None
-            results.append(self._process_video(_video_frames(frames, fmt, to_rgb, v, ambiguous),
-                                               o, v, out=slot))
+            frames = _video_frames(frames, fmt, to_rgb, v, ambiguous)
+            if o["do_rescale"] and _looks_rescaled(frames):
+                scaled_already.append(v)
+            results.append(self._process_video(frames, o, v, out=slot))
             if v == 0 and o["return_tensors"] is not None and len(batch) > 1:
                 stacked = np.empty((len(batch),) + results[0].shape, results[0].dtype)
                 stacked[0] = results[0]
+        if scaled_already:
+            warnings.warn(f"video(s) {scaled_already[:10]}{'...' if len(scaled_already) > 10 else ''}: "
+                          f"float frames with every value in [0, 1] look already rescaled, and "
+                          f"do_rescale=True multiplies them by rescale_factor={o['rescale_factor']:.6g} "
+                          f"again (as transformers does); pass do_rescale=False if they are",
+                          stacklevel=2)
         if ambiguous:
             warnings.warn(f"frame shape(s) {sorted(ambiguous)} fit both channels-first and "
                           f"channels-last; assumed channels-first like transformers (pass "
@@ -712,9 +732,7 @@ class VideoMAEImageProcessor:
             raise ValueError(f"save_pretrained needs a directory, {path} is a file")
         path.mkdir(parents=True, exist_ok=True)
         file = path / PROCESSOR_CONFIG_NAME
-        tmp = file.with_name(file.name + ".tmp")
-        tmp.write_text(self.to_json_string(), encoding="utf-8")
-        os.replace(tmp, file)
+        atomic_write_text(file, self.to_json_string())
         return [str(file)]
 
     @classmethod
@@ -726,13 +744,11 @@ class VideoMAEImageProcessor:
         if not file.is_file():
             raise FileNotFoundError(f"no {PROCESSOR_CONFIG_NAME} at {file} (expected a directory "
                                     f"written by save_pretrained)")
+        d = read_json_object(file)
         try:
-            d = json.loads(file.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ValueError(f"{file} is not valid JSON: {e}") from None
-        if not isinstance(d, dict):
-            raise ValueError(f"{file} must hold a JSON object, found {type(d).__name__}")
-        return cls.from_dict(d, **overrides)
+            return cls.from_dict(d, **overrides)
+        except ValueError as e:
+            raise ValueError(f"{file}: {e}") from None
 
     def __eq__(self, other):
         return isinstance(other, VideoMAEImageProcessor) and self.to_dict() == other.to_dict()
