@@ -28,8 +28,7 @@ from .ops.dropout import Drop, drop_path_rates
 from .ops.block import block_backward, block_forward, block_param_names
 from .ops.layernorm import layernorm_backward, layernorm_forward
 from .ops.linear import linear_backward, linear_forward
-from .ops.losses import (bce_with_logits_backward, bce_with_logits_forward, cross_entropy_backward,
-                         cross_entropy_forward, mse_backward, mse_forward)
+from .ops.losses import CLASSIFICATION_LOSSES, RECONSTRUCTION_LOSSES
 from .ops.patch_embed import patch_embed_backward, patch_embed_forward, tubelets
 from .outputs import BaseModelOutput, ImageClassifierOutput, VideoMAEForPreTrainingOutput
 from .positions import sinusoid_table
@@ -78,8 +77,10 @@ def _check_pixels(cfg, pixel_values, dtype):
         raise ValueError(f"pixel_values has {T} frames (axis 1), the config expects {cfg.num_frames}")
     if B < 1:
         raise ValueError("pixel_values holds an empty batch")
-    if not np.issubdtype(x.dtype, np.floating) and not np.issubdtype(x.dtype, np.integer):
-        raise TypeError(f"pixel_values must be a real number array, got dtype {x.dtype}")
+    if x.dtype not in (np.float32, np.float64):
+        # transformers' Conv3d refuses them too; a silent cast would feed 0..255 pixels to the model
+        raise TypeError(f"pixel_values must be float32 or float64 (the image processor's output); got "
+                        f"{x.dtype}; run VideoMAEImageProcessor or divide by 255")
     x = x.astype(dtype, copy=False)
     if not np.isfinite(x).all():
         raise ValueError("pixel_values contains NaN or infinite values")
@@ -382,8 +383,7 @@ class VideoMAEPreTrainedModel:
         cfg = self.config.to_dict()
         cfg["architectures"] = [type(self).__name__]
         cfg["dtype"] = np.dtype(self.dtype).name
-        ckpt.write_safetensors(directory / ckpt.WEIGHTS_NAME, self.params)
-        _atomic_write_text(directory / "config.json", json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+        ckpt.write_pretrained(directory, self.params, cfg)   # both files, tied by one save id
 
     # --- shared pieces of forward ---------------------------------------------------------------
     def _encode(self, pixel_values, bool_masked_pos, head_mask, want_hidden, want_attn, keep_cache, rng=None):
@@ -483,13 +483,18 @@ class VideoMAEForPreTraining(VideoMAEPreTrainedModel):
 
     @_one_blas_thread
     def forward(self, pixel_values, bool_masked_pos=None, output_hidden_states=False,
-                output_attentions=False, head_mask=None, rng=None):
+                output_attentions=False, head_mask=None, rng=None, *, loss_fn="mse"):
+        """loss_fn: the reconstruction loss, a key of ops.losses.RECONSTRUCTION_LOSSES ("mse" is
+        transformers'; "l1" and "smooth_l1" are the alternatives of the paper's Table 1f)."""
         out, _ = self._run(pixel_values, bool_masked_pos, head_mask, output_hidden_states,
-                           output_attentions, keep_cache=False, rng=rng)
+                           output_attentions, keep_cache=False, rng=rng, loss_fn=loss_fn)
         return out
 
-    def _run(self, pixel_values, bool_masked_pos, head_mask, want_hidden, want_attn, keep_cache, rng=None):
+    def _run(self, pixel_values, bool_masked_pos, head_mask, want_hidden, want_attn, keep_cache, rng=None,
+             loss_fn="mse"):
         cfg = self.config
+        if loss_fn not in RECONSTRUCTION_LOSSES:
+            raise ValueError(f"loss_fn must be one of {', '.join(RECONSTRUCTION_LOSSES)}; got {loss_fn!r}")
         if bool_masked_pos is None:
             raise ValueError("VideoMAEForPreTraining needs bool_masked_pos (B, N): which tokens to hide "
                              "(see videomae_np.masking.tube_mask)")
@@ -520,20 +525,21 @@ class VideoMAEForPreTraining(VideoMAEPreTrainedModel):
         zn, c_norm = layernorm_forward(zm, P["decoder.norm.weight"], P["decoder.norm.bias"], HEAD_NORM_EPS)
         logits, c_head = linear_forward(zn, P["decoder.head.weight"], P["decoder.head.bias"])  # (B, Nm, P)
         labels = pixel_targets(x, cfg, msk_idx)                                        # (B, Nm, P)
-        loss, c_loss = mse_forward(logits, labels)
+        loss, c_loss = RECONSTRUCTION_LOSSES[loss_fn][0](logits, labels)
         out = VideoMAEForPreTrainingOutput(loss=loss, logits=logits, hidden_states=hidden, attentions=attns)
-        return out, (c_enc, c_e2d, caches, N, Nm, c_norm, c_head, c_loss)
+        return out, (c_enc, c_e2d, caches, N, Nm, c_norm, c_head, (loss_fn, c_loss))
 
     @_one_blas_thread
     def value_and_grad(self, pixel_values, bool_masked_pos=None, labels=None, head_mask=None,
-                       input_grad=False, rng=None):
+                       input_grad=False, rng=None, *, loss_fn="mse"):
         """(output, grads) of the reconstruction loss; grads has exactly state_dict()'s keys."""
         if labels is not None:
             raise ValueError("VideoMAEForPreTraining builds its own targets from pixel_values; pass labels=None")
-        out, cache = self._run(pixel_values, bool_masked_pos, head_mask, False, False, keep_cache=True, rng=rng)
-        c_enc, c_e2d, caches, N, Nm, c_norm, c_head, c_loss = cache
+        out, cache = self._run(pixel_values, bool_masked_pos, head_mask, False, False, keep_cache=True, rng=rng,
+                               loss_fn=loss_fn)
+        c_enc, c_e2d, caches, N, Nm, c_norm, c_head, (loss_fn, c_loss) = cache
         g = {}
-        dlogits = mse_backward(1.0, c_loss)
+        dlogits = RECONSTRUCTION_LOSSES[loss_fn][1](1.0, c_loss)
         dzn, g["decoder.head.weight"], g["decoder.head.bias"] = linear_backward(dlogits, c_head)
         dzm, g["decoder.norm.weight"], g["decoder.norm.bias"] = layernorm_backward(dzn, c_norm)
         dz = np.zeros((dzm.shape[0], N, dzm.shape[2]), dzm.dtype)
@@ -640,21 +646,21 @@ class VideoMAEForVideoClassification(VideoMAEPreTrainedModel):
             if K == 1:          # transformers squeezes both sides when there is one output
                 if y.size != B:
                     raise ValueError(f"regression labels must hold one value per sample ({B}), got shape {labels.shape}")
-                loss, c = mse_forward(logits.reshape(-1), y.reshape(-1))
-            else:
-                if y.shape != logits.shape:
-                    raise ValueError(f"regression labels must have shape {logits.shape}, got {labels.shape}")
-                loss, c = mse_forward(logits, y)
+                logits, y = logits.reshape(-1), y.reshape(-1)
+            elif y.shape != logits.shape:
+                raise ValueError(f"regression labels must have shape {logits.shape}, got {labels.shape}")
+            target = y
         elif kind == "single_label_classification":
             if not np.issubdtype(labels.dtype, np.integer):
                 raise TypeError(f"single-label classification needs integer labels, got dtype {labels.dtype}")
             if labels.size != B:
                 raise ValueError(f"labels must hold one class index per sample ({B}), got shape {labels.shape}")
-            loss, c = cross_entropy_forward(logits, labels.reshape(-1))
+            target = labels.reshape(-1)
         else:
             if labels.shape != logits.shape:
                 raise ValueError(f"multi-label targets must have shape {logits.shape}, got {labels.shape}")
-            loss, c = bce_with_logits_forward(logits, labels.astype(self.dtype))
+            target = labels.astype(self.dtype)
+        loss, c = CLASSIFICATION_LOSSES[kind][0](logits, target)
         return loss, (kind, c)
 
     @_one_blas_thread
@@ -668,12 +674,7 @@ class VideoMAEForVideoClassification(VideoMAEPreTrainedModel):
         out, cache = self._run(pixel_values, labels, head_mask, False, False, True, rng)
         c_enc, N, c_pool, c_cls, (kind, c_loss) = cache
         cfg, g = self.config, {}
-        if kind == "regression":
-            dlogits = mse_backward(1.0, c_loss).reshape(out.logits.shape)
-        elif kind == "single_label_classification":
-            dlogits = cross_entropy_backward(1.0, c_loss)
-        else:
-            dlogits = bce_with_logits_backward(1.0, c_loss)
+        dlogits = CLASSIFICATION_LOSSES[kind][1](1.0, c_loss).reshape(out.logits.shape)
         if c_cls is not None:
             dpooled, g["classifier.weight"], g["classifier.bias"] = linear_backward(dlogits, c_cls)
         else:

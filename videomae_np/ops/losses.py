@@ -1,6 +1,8 @@
 """Losses with their gradients w.r.t. the prediction (the targets carry no gradient).
 
   mse_forward          mean squared error (pretraining reconstruction; regression head)
+  l1_forward           mean absolute error (VideoMAE's Table 1f)
+  smooth_l1_forward    Huber-like: quadratic below beta, linear above (torch's SmoothL1Loss, beta 1)
   cross_entropy_forward  softmax cross-entropy over integer labels, -100 ignored (torch's default)
   bce_with_logits_forward  multi-label sigmoid cross-entropy, mean over all entries
 """
@@ -8,6 +10,7 @@
 import numpy as np
 
 IGNORE_INDEX = -100  # torch.nn.CrossEntropyLoss default
+SMOOTH_L1_BETA = 1.0  # torch.nn.SmoothL1Loss default
 
 
 def mse_forward(pred, target):              # pred, target: same shape -> scalar
@@ -18,6 +21,35 @@ def mse_forward(pred, target):              # pred, target: same shape -> scalar
 def mse_backward(dloss, cache):             # -> d(pred)
     (diff,) = cache
     return diff * (dloss * 2.0 / diff.size)
+
+
+def l1_forward(pred, target):               # pred, target: same shape -> scalar
+    diff = pred - target
+    return np.mean(np.abs(diff)), (diff,)
+
+
+def l1_backward(dloss, cache):              # d|x|/dx = sign(x), 0 at 0 (torch's convention)
+    (diff,) = cache
+    return np.sign(diff) * (dloss / diff.size)
+
+
+def smooth_l1_forward(pred, target, beta=SMOOTH_L1_BETA):   # -> scalar
+    diff = pred - target
+    a = np.abs(diff)
+    return np.mean(np.where(a < beta, 0.5 * diff * diff / beta, a - 0.5 * beta)), (diff, beta)
+
+
+def smooth_l1_backward(dloss, cache):
+    diff, beta = cache
+    return np.where(np.abs(diff) < beta, diff / beta, np.sign(diff)) * (dloss / diff.size)
+
+
+# the reconstruction losses of pretraining: name -> (forward, backward); Table 1f of the paper
+RECONSTRUCTION_LOSSES = {
+    "mse": (mse_forward, mse_backward),
+    "l1": (l1_forward, l1_backward),
+    "smooth_l1": (smooth_l1_forward, smooth_l1_backward),
+}
 
 
 def _log_softmax(z):
@@ -61,3 +93,11 @@ def bce_with_logits_backward(dloss, cache):
     z, y = cache
     sig = 0.5 * (1.0 + np.tanh(0.5 * z))
     return (sig - y) * (dloss / z.size)
+
+
+# the classification heads' losses by transformers' problem_type: name -> (forward, backward)
+CLASSIFICATION_LOSSES = {
+    "regression": (mse_forward, mse_backward),
+    "single_label_classification": (cross_entropy_forward, cross_entropy_backward),
+    "multi_label_classification": (bce_with_logits_forward, bce_with_logits_backward),
+}
