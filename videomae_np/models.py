@@ -61,6 +61,17 @@ def _layer_key(prefix, i, name):
     return f"{prefix}encoder.layer.{i}.{name}"
 
 
+# A tape (videomae_np/tape.py) is a recorder ``tape(name, array)`` handed every intermediate under
+# transformers' module path, and in backward the gradient of each under TAPE_GRAD + that path.
+# It is None in ordinary use: then nothing is recorded and nothing changes.
+TAPE_GRAD = "grad:"
+
+
+def _sub(tape, prefix):
+    """The recorder that files names under ``prefix`` (None when not recording)."""
+    return None if tape is None else (lambda name, value: tape(prefix + name, value))
+
+
 # ------------------------------------------------------------------------------------------------
 # input checks
 # ------------------------------------------------------------------------------------------------
@@ -188,7 +199,7 @@ def _stack_qkv(params: dict) -> dict:
 # the encoder, shared by the three classes
 # ------------------------------------------------------------------------------------------------
 def encoder_forward(P, prefix, cfg, pos, x, mask, head_masks, want_hidden, want_attn, keep_cache,
-                    drops=None):
+                    drops=None, *, tape=None):
     """x: (B, T, C, H, W) -> (B, Nv, D) tokens, hidden states, attentions, cache.
 
     drops: per-layer ops.dropout.Drop (training) or None (evaluation)."""
@@ -198,13 +209,16 @@ def encoder_forward(P, prefix, cfg, pos, x, mask, head_masks, want_hidden, want_
     tokens, c_pe = patch_embed_forward(x, P[prefix + PATCH_W], P[prefix + PATCH_B],
                                        cfg.tubelet_size, cfg.patch_size, vis_idx)  # (B, Nv, D)
     tokens += pos if vis_idx is None else pos[vis_idx]                         # each its position
+    if tape is not None:
+        tape(prefix + "embeddings", tokens)
     h = tokens
     hidden, attns, caches = [h], [], []
     names = block_param_names(cfg.qv_bias)
     for i in range(cfg.num_hidden_layers):
         p = {n: P[_layer_key(prefix, i, n)] for n in names}
         h, probs, c = block_forward(h, p, cfg.num_attention_heads, cfg.layer_norm_eps, cfg.hidden_act,
-                                    head_masks[i], drops[i] if drops else None, want_attn)
+                                    head_masks[i], drops[i] if drops else None, want_attn,
+                                    tape=_sub(tape, f"{prefix}encoder.layer.{i}."))
         if keep_cache:
             caches.append(c)
         if want_hidden:
@@ -215,19 +229,26 @@ def encoder_forward(P, prefix, cfg, pos, x, mask, head_masks, want_hidden, want_
     if not cfg.use_mean_pooling:
         h, c_ln = layernorm_forward(h, P[prefix + "layernorm.weight"], P[prefix + "layernorm.bias"],
                                     cfg.layer_norm_eps)
+        if tape is not None:
+            tape(prefix + "layernorm", h)
     cache = (c_pe, vis_idx, caches, c_ln)
     return h, (tuple(hidden) if want_hidden else None), (tuple(attns) if want_attn else None), cache
 
 
-def encoder_backward(dh, cache, prefix, cfg, grads, need_input_grad=False):
-    """dh: (B, Nv, D) -> grads filled in place; returns d(pixel_values) or None."""
+def encoder_backward(dh, cache, prefix, cfg, grads, need_input_grad=False, *, tape=None):
+    """dh: (B, Nv, D) -> grads filled in place; returns d(pixel_values) or None.
+    tape: the backward recorder (names already under TAPE_GRAD) | None."""
     c_pe, vis_idx, caches, c_ln = cache
     if c_ln is not None:
+        if tape is not None:
+            tape(prefix + "layernorm", dh)
         dh, grads[prefix + "layernorm.weight"], grads[prefix + "layernorm.bias"] = layernorm_backward(dh, c_ln)
     for i in reversed(range(len(caches))):
-        dh, g, _ = block_backward(dh, caches[i])
+        dh, g, _ = block_backward(dh, caches[i], tape=_sub(tape, f"{prefix}encoder.layer.{i}."))
         for n, v in g.items():
             grads[_layer_key(prefix, i, n)] = v
+    if tape is not None:
+        tape(prefix + "embeddings", dh)
     # the position table is a constant: its gradient is dropped
     dx, grads[prefix + PATCH_W], grads[prefix + PATCH_B] = patch_embed_backward(dh, c_pe, need_input_grad)
     return dx
@@ -386,14 +407,15 @@ class VideoMAEPreTrainedModel:
         ckpt.write_pretrained(directory, self.params, cfg)   # both files, tied by one save id
 
     # --- shared pieces of forward ---------------------------------------------------------------
-    def _encode(self, pixel_values, bool_masked_pos, head_mask, want_hidden, want_attn, keep_cache, rng=None):
+    def _encode(self, pixel_values, bool_masked_pos, head_mask, want_hidden, want_attn, keep_cache, rng=None,
+                *, tape=None):
         cfg = self.config
         x = _check_pixels(cfg, pixel_values, self.dtype)
         mask = _check_mask(cfg, bool_masked_pos, x.shape[0])
         hms = _head_mask(head_mask, cfg.num_hidden_layers, cfg.num_attention_heads, self.dtype)
         drops = self._drops(cfg.num_hidden_layers, rng, self.drop_path_rate)
         h, hidden, attns, cache = encoder_forward(self.params, self.prefix, cfg, self._pos, x, mask, hms,
-                                                  want_hidden, want_attn, keep_cache, drops)
+                                                  want_hidden, want_attn, keep_cache, drops, tape=tape)
         return x, mask, h, hidden, attns, cache
 
     def __call__(self, *args, **kwargs):
@@ -414,14 +436,14 @@ class VideoMAEModel(VideoMAEPreTrainedModel):
 
     @_one_blas_thread
     def forward(self, pixel_values, bool_masked_pos=None, output_hidden_states=False,
-                output_attentions=False, head_mask=None, rng=None):
+                output_attentions=False, head_mask=None, rng=None, *, tape=None):
         _, _, h, hidden, attns, _ = self._encode(pixel_values, bool_masked_pos, head_mask,
-                                                 output_hidden_states, output_attentions, False, rng)
+                                                 output_hidden_states, output_attentions, False, rng, tape=tape)
         return BaseModelOutput(last_hidden_state=h, hidden_states=hidden, attentions=attns)
 
     @_one_blas_thread
     def value_and_grad(self, pixel_values, bool_masked_pos=None, labels=None, grad_output=None,
-                       head_mask=None, input_grad=False, rng=None):
+                       head_mask=None, input_grad=False, rng=None, *, tape=None):
         """Gradients of sum(last_hidden_state * grad_output) (grad_output defaults to ones).
 
         The bare encoder has no loss; ``labels`` must be None. Returns (output, grads); with
@@ -429,14 +451,16 @@ class VideoMAEModel(VideoMAEPreTrainedModel):
         """
         if labels is not None:
             raise ValueError("VideoMAEModel has no loss and takes no labels")
-        x, mask, h, _, _, cache = self._encode(pixel_values, bool_masked_pos, head_mask, False, False, True, rng)
+        x, mask, h, _, _, cache = self._encode(pixel_values, bool_masked_pos, head_mask, False, False, True, rng,
+                                               tape=tape)
         if grad_output is None:
             grad_output = np.ones_like(h)
         elif np.shape(grad_output) != h.shape:
             raise ValueError(f"grad_output must have the shape of last_hidden_state {h.shape}, got "
                              f"{np.shape(grad_output)}")
         grads = {}
-        dx = encoder_backward(np.asarray(grad_output, self.dtype), cache, "", self.config, grads, input_grad)
+        dx = encoder_backward(np.asarray(grad_output, self.dtype), cache, "", self.config, grads, input_grad,
+                              tape=_sub(tape, TAPE_GRAD))
         out = BaseModelOutput(last_hidden_state=h)
         return out, _finish_grads(self, grads, dx)
 
@@ -483,15 +507,16 @@ class VideoMAEForPreTraining(VideoMAEPreTrainedModel):
 
     @_one_blas_thread
     def forward(self, pixel_values, bool_masked_pos=None, output_hidden_states=False,
-                output_attentions=False, head_mask=None, rng=None, *, loss_fn="mse"):
+                output_attentions=False, head_mask=None, rng=None, *, loss_fn="mse", tape=None):
         """loss_fn: the reconstruction loss, a key of ops.losses.RECONSTRUCTION_LOSSES ("mse" is
-        transformers'; "l1" and "smooth_l1" are the alternatives of the paper's Table 1f)."""
+        transformers'; "l1" and "smooth_l1" are the alternatives of the paper's Table 1f).
+        tape: a recorder of the intermediates (videomae_np/tape.py) | None."""
         out, _ = self._run(pixel_values, bool_masked_pos, head_mask, output_hidden_states,
-                           output_attentions, keep_cache=False, rng=rng, loss_fn=loss_fn)
+                           output_attentions, keep_cache=False, rng=rng, loss_fn=loss_fn, tape=tape)
         return out
 
     def _run(self, pixel_values, bool_masked_pos, head_mask, want_hidden, want_attn, keep_cache, rng=None,
-             loss_fn="mse"):
+             loss_fn="mse", *, tape=None):
         cfg = self.config
         if loss_fn not in RECONSTRUCTION_LOSSES:
             raise ValueError(f"loss_fn must be one of {', '.join(RECONSTRUCTION_LOSSES)}; got {loss_fn!r}")
@@ -499,7 +524,7 @@ class VideoMAEForPreTraining(VideoMAEPreTrainedModel):
             raise ValueError("VideoMAEForPreTraining needs bool_masked_pos (B, N): which tokens to hide "
                              "(see videomae_np.masking.tube_mask)")
         x, mask, h, hidden, attns, c_enc = self._encode(pixel_values, bool_masked_pos, head_mask,
-                                                        want_hidden, want_attn, keep_cache, rng)
+                                                        want_hidden, want_attn, keep_cache, rng, tape=tape)
         P = self.params
         B, Nv, _ = h.shape
         N = cfg.num_patches
@@ -508,6 +533,8 @@ class VideoMAEForPreTraining(VideoMAEPreTrainedModel):
             raise ValueError("bool_masked_pos masks no token: there is nothing to reconstruct")
         vis_idx, msk_idx = visible_and_masked_indices(mask)
         e2d, c_e2d = linear_forward(h, P["encoder_to_decoder.weight"])                 # (B, Nv, Dd)
+        if tape is not None:
+            tape("encoder_to_decoder", e2d)
         # decoder input: visible tokens first, then one mask token per hidden position, each plus
         # the position it stands for (the visible order is not restored; the positions say it)
         z = np.concatenate([e2d + self._dec_pos[vis_idx], P["mask_token"] + self._dec_pos[msk_idx]],
@@ -518,12 +545,16 @@ class VideoMAEForPreTraining(VideoMAEPreTrainedModel):
         for i in range(cfg.decoder_num_hidden_layers):
             p = {n: P[f"decoder.decoder_layers.{i}.{n}"] for n in names}
             z, _, c = block_forward(z, p, cfg.decoder_num_attention_heads, cfg.layer_norm_eps, cfg.hidden_act,
-                                    None, drops[i] if drops else None, need_probs=False)
+                                    None, drops[i] if drops else None, need_probs=False,
+                                    tape=_sub(tape, f"decoder.decoder_layers.{i}."))
             if keep_cache:
                 caches.append(c)
         zm = z[:, -Nm:]                                                                 # (B, Nm, Dd)
         zn, c_norm = layernorm_forward(zm, P["decoder.norm.weight"], P["decoder.norm.bias"], HEAD_NORM_EPS)
         logits, c_head = linear_forward(zn, P["decoder.head.weight"], P["decoder.head.bias"])  # (B, Nm, P)
+        if tape is not None:
+            tape("decoder.norm", zn)
+            tape("decoder.head", logits)
         labels = pixel_targets(x, cfg, msk_idx)                                        # (B, Nm, P)
         loss, c_loss = RECONSTRUCTION_LOSSES[loss_fn][0](logits, labels)
         out = VideoMAEForPreTrainingOutput(loss=loss, logits=logits, hidden_states=hidden, attentions=attns)
@@ -531,27 +562,33 @@ class VideoMAEForPreTraining(VideoMAEPreTrainedModel):
 
     @_one_blas_thread
     def value_and_grad(self, pixel_values, bool_masked_pos=None, labels=None, head_mask=None,
-                       input_grad=False, rng=None, *, loss_fn="mse"):
+                       input_grad=False, rng=None, *, loss_fn="mse", tape=None):
         """(output, grads) of the reconstruction loss; grads has exactly state_dict()'s keys."""
         if labels is not None:
             raise ValueError("VideoMAEForPreTraining builds its own targets from pixel_values; pass labels=None")
         out, cache = self._run(pixel_values, bool_masked_pos, head_mask, False, False, keep_cache=True, rng=rng,
-                               loss_fn=loss_fn)
+                               loss_fn=loss_fn, tape=tape)
         c_enc, c_e2d, caches, N, Nm, c_norm, c_head, (loss_fn, c_loss) = cache
-        g = {}
+        g, gtape = {}, _sub(tape, TAPE_GRAD)
         dlogits = RECONSTRUCTION_LOSSES[loss_fn][1](1.0, c_loss)
         dzn, g["decoder.head.weight"], g["decoder.head.bias"] = linear_backward(dlogits, c_head)
+        if gtape is not None:
+            gtape("decoder.head", dlogits)
+            gtape("decoder.norm", dzn)
         dzm, g["decoder.norm.weight"], g["decoder.norm.bias"] = layernorm_backward(dzn, c_norm)
         dz = np.zeros((dzm.shape[0], N, dzm.shape[2]), dzm.dtype)
         dz[:, -Nm:] = dzm                                    # the visible slots fed no logit
         for i in reversed(range(len(caches))):
-            dz, gb, _ = block_backward(dz, caches[i])
+            dz, gb, _ = block_backward(dz, caches[i], tape=_sub(gtape, f"decoder.decoder_layers.{i}."))
             for n, v in gb.items():
                 g[f"decoder.decoder_layers.{i}.{n}"] = v
         Nv = N - Nm
         g["mask_token"] = dz[:, Nv:].sum(axis=(0, 1)).reshape(1, 1, -1)
-        dh, g["encoder_to_decoder.weight"], _ = linear_backward(np.ascontiguousarray(dz[:, :Nv]), c_e2d)
-        dx = encoder_backward(dh, c_enc, BASE_PREFIX, self.config, g, input_grad)
+        de2d = np.ascontiguousarray(dz[:, :Nv])
+        if gtape is not None:
+            gtape("encoder_to_decoder", de2d)
+        dh, g["encoder_to_decoder.weight"], _ = linear_backward(de2d, c_e2d)
+        dx = encoder_backward(dh, c_enc, BASE_PREFIX, self.config, g, input_grad, tape=gtape)
         return out, _finish_grads(self, g, dx)
 
 
@@ -604,8 +641,9 @@ class VideoMAEForVideoClassification(VideoMAEPreTrainedModel):
 
     @_one_blas_thread
     def forward(self, pixel_values, labels=None, output_hidden_states=False, output_attentions=False,
-                head_mask=None, rng=None):
-        out, _ = self._run(pixel_values, labels, head_mask, output_hidden_states, output_attentions, False, rng)
+                head_mask=None, rng=None, *, tape=None):
+        out, _ = self._run(pixel_values, labels, head_mask, output_hidden_states, output_attentions, False, rng,
+                           tape=tape)
         return out
 
     def _problem_type(self, labels):
@@ -618,18 +656,23 @@ class VideoMAEForVideoClassification(VideoMAEPreTrainedModel):
             return "single_label_classification"
         return "multi_label_classification"
 
-    def _run(self, pixel_values, labels, head_mask, want_hidden, want_attn, keep_cache, rng=None):
+    def _run(self, pixel_values, labels, head_mask, want_hidden, want_attn, keep_cache, rng=None, *,
+             tape=None):
         cfg, P = self.config, self.params
         x, _, h, hidden, attns, c_enc = self._encode(pixel_values, None, head_mask, want_hidden, want_attn,
-                                                     keep_cache, rng)
+                                                     keep_cache, rng, tape=tape)
         B, N, D = h.shape
         if cfg.use_mean_pooling:
             pooled, c_pool = layernorm_forward(h.mean(axis=1), P["fc_norm.weight"], P["fc_norm.bias"],
                                                HEAD_NORM_EPS)                             # (B, D)
+            if tape is not None:
+                tape("fc_norm", pooled)
         else:
             pooled, c_pool = h[:, 0], None                                               # token 0
         if cfg.num_labels > 0:
             logits, c_cls = linear_forward(pooled, P["classifier.weight"], P["classifier.bias"])
+            if tape is not None:
+                tape("classifier", logits)
         else:
             logits, c_cls = pooled, None
         loss, c_loss = None, None
@@ -665,26 +708,30 @@ class VideoMAEForVideoClassification(VideoMAEPreTrainedModel):
 
     @_one_blas_thread
     def value_and_grad(self, pixel_values, bool_masked_pos=None, labels=None, head_mask=None,
-                       input_grad=False, rng=None):
+                       input_grad=False, rng=None, *, tape=None):
         """(output, grads) of the classification loss; grads has exactly state_dict()'s keys."""
         if bool_masked_pos is not None:
             raise ValueError("VideoMAEForVideoClassification sees every token; pass bool_masked_pos=None")
         if labels is None:
             raise ValueError("value_and_grad of a classifier needs labels")
-        out, cache = self._run(pixel_values, labels, head_mask, False, False, True, rng)
+        out, cache = self._run(pixel_values, labels, head_mask, False, False, True, rng, tape=tape)
         c_enc, N, c_pool, c_cls, (kind, c_loss) = cache
-        cfg, g = self.config, {}
+        cfg, g, gtape = self.config, {}, _sub(tape, TAPE_GRAD)
         dlogits = CLASSIFICATION_LOSSES[kind][1](1.0, c_loss).reshape(out.logits.shape)
         if c_cls is not None:
+            if gtape is not None:
+                gtape("classifier", dlogits)
             dpooled, g["classifier.weight"], g["classifier.bias"] = linear_backward(dlogits, c_cls)
         else:
             dpooled = dlogits
         B, D = dpooled.shape
         if cfg.use_mean_pooling:
+            if gtape is not None:
+                gtape("fc_norm", dpooled)
             dmean, g["fc_norm.weight"], g["fc_norm.bias"] = layernorm_backward(dpooled, c_pool)
             dh = np.broadcast_to((dmean / N)[:, None, :], (B, N, D)).copy()
         else:
             dh = np.zeros((B, N, D), dpooled.dtype)
             dh[:, 0] = dpooled
-        dx = encoder_backward(dh, c_enc, BASE_PREFIX, cfg, g, input_grad)
+        dx = encoder_backward(dh, c_enc, BASE_PREFIX, cfg, g, input_grad, tape=gtape)
         return out, _finish_grads(self, g, dx)

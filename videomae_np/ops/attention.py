@@ -56,10 +56,13 @@ def _qkv_weights(p, C):
     return w, np.concatenate([p["q_b"], np.zeros(C, p["q_b"].dtype), p["v_b"]])
 
 
-def attention_forward(x, p, num_heads, head_mask=None, drop=None, need_probs=True, residual=None):
+def attention_forward(x, p, num_heads, head_mask=None, drop=None, need_probs=True, residual=None, *,
+                      tape=None):
     """x: (B, N, C); p: dict of ATTN_PARAMS (q_b/v_b may be None); head_mask: (h,) | None;
     drop: ops.dropout.Drop | None (its ``attn`` probability drops attention weights);
-    residual: (B, N, C) | None, added to the output inside the output projection.
+    residual: (B, N, C) | None, added to the output inside the output projection;
+    tape: a recorder ``tape(name, array)`` | None, handed the context (B, N, C) as
+    "attention.attention" (transformers' VideoMAESelfAttention output; videomae_np/tape.py).
 
     Returns out (B, N, C), probs (B, h, N, N) (after dropout and the head mask, as transformers
     reports them; None when need_probs is False and the fused path could skip storing them),
@@ -86,6 +89,8 @@ def attention_forward(x, p, num_heads, head_mask=None, drop=None, need_probs=Tru
         if head_mask is not None:
             pm = pm * head_mask[None, :, None, None]
         ctx = merge_heads(pm.reshape(B * h, N, N) @ v, B, h)                            # (B N, C)
+    if tape is not None:
+        tape("attention.attention", ctx.reshape(B, N, C))
     out = kernels.linear_fwd(ctx, p["o_w"], p["o_b"], None if residual is None else rows(residual))
     # the stacked weight is looked up again in backward rather than kept: when the model stores it
     # stacked that costs nothing, and otherwise keeping it would cost 3C^2 floats per layer
@@ -93,12 +98,15 @@ def attention_forward(x, p, num_heads, head_mask=None, drop=None, need_probs=Tru
     return out.reshape(B, N, C), pm, cache
 
 
-def attention_backward(dout, cache):
-    """dout: (B, N, C) -> dx (B, N, C), grads dict of ATTN_PARAMS, d(head_mask) (h,) | None."""
+def attention_backward(dout, cache, *, tape=None):
+    """dout: (B, N, C) -> dx (B, N, C), grads dict of ATTN_PARAMS, d(head_mask) (h,) | None.
+    tape: a recorder | None, handed d(context) as "attention.attention"."""
     x2, (B, N, h), qkv, lse, probs, scale, head_mask, dmask, pm, ctx, p, has_qv_bias = cache
     C = x2.shape[1]
     g = {}
     dctx, g["o_w"], g["o_b"] = kernels.linear_bwd(rows(dout), ctx, p["o_w"])      # dctx: (B N, C)
+    if tape is not None:
+        tape("attention.attention", dctx.reshape(B, N, C))
     dhead = None
     if lse is not None:
         dqkv = kernels.attention_bwd(dctx, qkv, ctx, lse, B, h, scale)                 # (B N, 3C)

@@ -12,6 +12,7 @@ model hands over ``state_dict`` slices directly and gets gradients back under th
 from .dropout import branch_mask, masks_branch
 from .attention import attention_backward, attention_forward
 from .layernorm import layernorm_backward, layernorm_forward
+from .linear import linear_backward
 from .mlp import mlp_backward, mlp_forward
 
 # short op name -> key inside one transformers VideoMAELayer
@@ -34,21 +35,30 @@ def block_param_names(qv_bias):
     return names + list(MLP_KEYS.values()) + list(LN_KEYS)
 
 
-def block_forward(x, p, num_heads, eps, act, head_mask=None, drop=None, need_probs=True):
+def block_forward(x, p, num_heads, eps, act, head_mask=None, drop=None, need_probs=True, *, tape=None):
     """x: (B, N, C), p: {transformers key: array}, drop: ops.dropout.Drop | None
-    -> y (B, N, C), attention probs (None if not needed), cache."""
+    -> y (B, N, C), attention probs (None if not needed), cache.
+
+    tape: a recorder ``tape(name, array)`` | None, handed each sub-module's output in execution
+    order under the name of transformers' module inside one VideoMAELayer (videomae_np/tape.py);
+    it must copy what it keeps, as some arrays are updated in place afterwards. With a tape the
+    residual adds are not fused into the matmuls, so the attention branch exists on its own."""
     pa = {k: p.get(v) for k, v in ATTN_KEYS.items()}
     pm = {k: p[v] for k, v in MLP_KEYS.items()}
     h1, c_ln1 = layernorm_forward(x, p["layernorm_before.weight"], p["layernorm_before.bias"], eps)
+    if tape is not None:
+        tape("layernorm_before", h1)
     # Without dropout / drop path on the branches, each residual add rides on the matmul that
     # ends its branch (the output starts from residual + bias); with them, the branch is masked
     # first and added after.
-    fuse = not masks_branch(drop)
+    fuse = not masks_branch(drop) and tape is None
     x1, probs, c_att = attention_forward(h1, pa, num_heads, head_mask, drop, need_probs,
-                                         residual=x if fuse else None)
+                                         residual=x if fuse else None, tape=tape)
     m1 = branch_mask(drop, x.shape, x.dtype)
     if m1 is not None:
         x1 *= m1
+    if tape is not None:
+        tape("attention.output", x1)
     if not fuse:
         x1 += x                                               # first residual
     h2, c_ln2 = layernorm_forward(x1, p["layernorm_after.weight"], p["layernorm_after.bias"], eps)
@@ -58,17 +68,38 @@ def block_forward(x, p, num_heads, eps, act, head_mask=None, drop=None, need_pro
         y *= m2
     if not fuse:
         y += x1                                               # second residual
+    if tape is not None:
+        tape("layernorm_after", h2)
+        tape("intermediate", _mlp_hidden(c_mlp))
+        tape("output", y)
     return y, probs, (c_ln1, c_att, m1, c_ln2, c_mlp, m2)
 
 
-def block_backward(dy, cache):
-    """dy: (B, N, C) -> dx (B, N, C), grads {transformers key: array}, d(head_mask) | None."""
+def _mlp_hidden(c_mlp):
+    """The activation output act(x W1^T + b1) of ops/mlp.py, from its cache (fc1, act, fc2 caches):
+    fc2's linear cache holds its input rows and their shape."""
+    x2, _, _, shape = c_mlp[2]
+    return x2.reshape(shape)
+
+
+def block_backward(dy, cache, *, tape=None):
+    """dy: (B, N, C) -> dx (B, N, C), grads {transformers key: array}, d(head_mask) | None.
+    tape: a recorder | None, handed the gradient of each sub-module's output (names as in forward)."""
     c_ln1, c_att, m1, c_ln2, c_mlp, m2 = cache
     g = {}
-    dh2, gm = mlp_backward(dy if m2 is None else dy * m2, c_mlp)
+    dym = dy if m2 is None else dy * m2
+    dh2, gm = mlp_backward(dym, c_mlp)
+    if tape is not None:
+        tape("output", dy)
+        tape("intermediate", linear_backward(dym, c_mlp[2])[0])   # mlp_backward keeps it inside
+        tape("layernorm_after", dh2)
     dx1, g["layernorm_after.weight"], g["layernorm_after.bias"] = layernorm_backward(dh2, c_ln2)
     dx1 += dy                                                 # through the second residual
-    dh1, ga, dhead = attention_backward(dx1 if m1 is None else dx1 * m1, c_att)
+    if tape is not None:
+        tape("attention.output", dx1)
+    dh1, ga, dhead = attention_backward(dx1 if m1 is None else dx1 * m1, c_att, tape=tape)
+    if tape is not None:
+        tape("layernorm_before", dh1)
     dx, g["layernorm_before.weight"], g["layernorm_before.bias"] = layernorm_backward(dh1, c_ln1)
     dx += dx1                                                 # through the first residual
     g.update({MLP_KEYS[k]: v for k, v in gm.items()})
