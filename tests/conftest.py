@@ -1,10 +1,20 @@
-"""Shared fixtures: tiny configs, transformers oracle models saved to temp dirs, a parity ledger.
+"""Shared fixtures: tiny configs, transformers oracle models saved to temp dirs, a parity ledger,
+and the ``oracle`` marker on every test that needs torch or transformers.
 
 Oracle values always come from transformers/torch computed in the test run; the ledger only
 records the measured max differences and prints them at the end of the session.
+
+``pytest -m "not oracle"`` runs everything that needs neither torch nor transformers (and works
+where they are not installed). The marker is applied here, at collection, to every test that
+reaches them: through a fixture that imports them (``hf`` below, or a module's own), by importing
+them or calling ``pytest.importorskip`` on them in its body, or by living in a module that does so
+at module level. Test modules import torch only inside tests and fixtures, never at the top.
 """
 
+import functools
+import inspect
 import os
+import re
 from collections import defaultdict
 
 import numpy as np
@@ -24,6 +34,45 @@ _ledger = defaultdict(float)
 def record(kind, value):
     """Keep the worst difference seen per kind (e.g. 'float64 forward')."""
     _ledger[kind] = max(_ledger[kind], float(value))
+
+
+# import torch / from transformers import ... / pytest.importorskip("torch"), in any source text
+_ORACLE_USE = re.compile(r"""^[ \t]*(?:import|from)[ \t]+(?:torch|transformers)\b"""
+                         r"""|importorskip\(\s*["'](?:torch|transformers)["']""", re.M)
+# the same at module level: in column 0 (an import, or `name = pytest.importorskip(...)`)
+_ORACLE_USE_AT_TOP = re.compile(r"""^(?:(?:import|from)[ \t]+(?:torch|transformers)\b"""
+                                r"""|(?:\w+[ \t]*=[ \t]*)?pytest\.importorskip\("""
+                                r"""\s*["'](?:torch|transformers)["'])""", re.M)
+
+
+def _source(obj) -> str:
+    try:
+        return inspect.getsource(obj)
+    except (OSError, TypeError):
+        return ""
+
+
+@functools.cache
+def _module_uses_oracle(module) -> bool:
+    return bool(_ORACLE_USE_AT_TOP.search(_source(module)))
+
+
+def _needs_oracle(item) -> bool:
+    module = getattr(item, "module", None)
+    if module is not None and _module_uses_oracle(module):
+        return True
+    if _ORACLE_USE.search(_source(getattr(item, "function", None))):
+        return True
+    fixtures = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+    return any(_ORACLE_USE.search(_source(d.func))
+               for name in getattr(item, "fixturenames", ()) for d in fixtures.get(name, ()))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark `oracle` every test that needs torch or transformers (see the module docstring)."""
+    for item in items:
+        if _needs_oracle(item):
+            item.add_marker(pytest.mark.oracle)
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -1,4 +1,7 @@
-"""Each Numba kernel against its plain-NumPy twin, on drawn shapes, in float32 and float64."""
+"""Each Numba kernel against its plain-NumPy twin, on drawn shapes, in float32 and float64: one
+test over the table ``kernels.KERNELS`` ({op: (numpy_twin, numba_kernel)}), with one argument
+drawer per op below; then the special cases (huge scores, NaN, query blocks, strided gemm) and
+whole training steps without the JIT and under either BLAS."""
 
 import numpy as np
 import pytest
@@ -6,58 +9,166 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from videomae_np import kernels
-from videomae_np.kernels import activations as ka, layernorm as kl, softmax as ks
+from videomae_np.kernels import activations as ka, attention as kt, layernorm as kl, softmax as ks
 
 SETTINGS = settings(deadline=None, max_examples=15, derandomize=True)
 TOL = {np.float64: 1e-12, np.float32: 2e-5}
-dtypes = st.sampled_from([np.float32, np.float64])
+DTYPES = [np.float32, np.float64]
 
 
-def _close(a, b, dtype, what):
-    assert a.dtype == b.dtype == dtype, (what, a.dtype, b.dtype)
-    scale = max(np.abs(b).max(), 1.0)
-    assert np.abs(a.astype(np.float64) - b).max() <= TOL[dtype] * scale, what
+def _close(a, b, dtype, what, scale=1.0):
+    assert a.dtype == b.dtype and a.dtype in (dtype, np.float64), (what, a.dtype, b.dtype)
+    scale = max(np.abs(b).max(initial=0.0), scale)
+    assert np.abs(a.astype(np.float64) - b).max(initial=0.0) <= TOL[dtype] * scale, what
 
 
+def _normal(draw, dtype, *shape, times=1.0):
+    rng = np.random.default_rng(draw(st.integers(0, 2**31)))
+    return (rng.standard_normal(shape) * times).astype(dtype)
+
+
+# ---- one argument drawer per op: (draw, dtype) -> the op's positional arguments -----------------
+def _layernorm_fwd(draw, dtype):
+    r, c = draw(st.integers(1, 300)), draw(st.integers(1, 70))
+    x, w, b = (_normal(draw, dtype, *s, times=3) for s in [(r, c), (c,), (c,)])
+    return x, w, b, draw(st.sampled_from([1e-12, 1e-5]))
+
+
+def _layernorm_bwd(draw, dtype):
+    x, w, b, eps = _layernorm_fwd(draw, dtype)
+    _, mean, rstd = kl.layernorm_fwd_numpy(x, w, b, eps)
+    return _normal(draw, dtype, *x.shape, times=3), x, w, mean, rstd
+
+
+def _softmax_fwd(draw, dtype):
+    r, n = draw(st.integers(1, 300)), draw(st.integers(1, 80))
+    return _normal(draw, dtype, r, n, times=4), draw(st.floats(0.05, 3.0))
+
+
+def _softmax_bwd(draw, dtype):
+    s, scale = _softmax_fwd(draw, dtype)
+    return _normal(draw, dtype, *s.shape, times=4), ks.softmax_fwd_numpy(s, scale), scale
+
+
+ACT_KINDS = st.sampled_from(sorted(set(ka.ACT_CODES.values())))
+
+
+def _bias_act_fwd(draw, dtype):
+    r, c = draw(st.integers(1, 200)), draw(st.integers(1, 50))
+    b = _normal(draw, dtype, c) if draw(st.booleans()) else None
+    return _normal(draw, dtype, r, c, times=3), b, draw(ACT_KINDS)
+
+
+def _act_bwd(draw, dtype):
+    r, c = draw(st.integers(1, 200)), draw(st.integers(1, 50))
+    return _normal(draw, dtype, r, c, times=3), _normal(draw, dtype, r, c, times=3), draw(ACT_KINDS)
+
+
+def _linear_fwd(draw, dtype):
+    """Few rows and wide outputs make the threads split columns, narrow ones rows: both drawn."""
+    r, i, o = draw(st.integers(1, 70)), draw(st.integers(1, 150)), draw(st.integers(1, 150))
+    b = _normal(draw, dtype, o) if draw(st.booleans()) else None
+    res = _normal(draw, dtype, r, o) if draw(st.booleans()) else None
+    return _normal(draw, dtype, r, i), _normal(draw, dtype, o, i), b, res
+
+
+def _linear_bwd(draw, dtype):
+    x, w, _, _ = _linear_fwd(draw, dtype)
+    dy = _normal(draw, dtype, x.shape[0], w.shape[0])
+    return dy, x, w, draw(st.booleans()), draw(st.booleans())
+
+
+def _attention_fwd(draw, dtype):
+    b, h, n, d = (draw(st.integers(1, k)) for k in (3, 4, 40, 16))
+    return _normal(draw, dtype, b * n, 3 * h * d), b, h, d ** -0.5, draw(st.booleans())
+
+
+def _attention_bwd(draw, dtype):
+    qkv, b, h, scale, _ = _attention_fwd(draw, dtype)
+    _, ctx, lse = kt.attention_fwd_numpy(qkv, b, h, scale)
+    return _normal(draw, dtype, *ctx.shape), qkv, ctx, lse, b, h, scale
+
+
+def _gather_tables(draw, dtype):
+    """uint8 frames (T, h, w, C), sometimes a cropped (strided) view, through (256, C) tables."""
+    t, h, w, c = (draw(st.integers(1, k)) for k in (3, 12, 12, 4))
+    rng = np.random.default_rng(draw(st.integers(0, 2**31)))
+    x = rng.integers(0, 256, (t, h + 2, w + 3, c), dtype=np.uint8)
+    x = x[:, 1:h + 1, 2:w + 2] if draw(st.booleans()) else np.ascontiguousarray(x[:, :h, :w])
+    return x, _normal(draw, dtype, 256, c), np.full((t, c, h, w), np.nan, dtype)
+
+
+DRAW_ARGS = {"layernorm_fwd": _layernorm_fwd, "layernorm_bwd": _layernorm_bwd,
+             "softmax_fwd": _softmax_fwd, "softmax_bwd": _softmax_bwd,
+             "bias_act_fwd": _bias_act_fwd, "act_bwd": _act_bwd,
+             "linear_fwd": _linear_fwd, "linear_bwd": _linear_bwd,
+             "attention_fwd": _attention_fwd, "attention_bwd": _attention_bwd,
+             "gather_tables": _gather_tables}
+
+
+def _layernorm_bwd_scale(dy, x, w, mean, rstd):
+    """dx = rstd (g - mean(g) - x_hat mean(g x_hat)), g = dy w: the rounding of the bracket comes
+    out times rstd, which is 1e6 for one channel and eps = 1e-12 (where dx is exactly 0)."""
+    return float(np.abs(rstd).max(initial=0.0) * np.abs(dy * w).max(initial=0.0))
+
+
+# How large an op's rounding can be, where that is more than its largest output (default 1).
+ERROR_SCALE = {"layernorm_bwd": _layernorm_bwd_scale}
+
+
+def _copy(args):
+    return [a.copy() if isinstance(a, np.ndarray) else a for a in args]
+
+
+def _same_results(op, got, want, dtype, scale):
+    """Return values and in-place outputs (arrays among the arguments) of both backends agree."""
+    for i, (a, b) in enumerate(zip(got, want)):
+        if isinstance(b, tuple):
+            _same_results(f"{op}[{i}]", a, b, dtype, scale)
+        elif b is None or not isinstance(b, np.ndarray):
+            assert a is None if b is None else a == b, (op, i)
+        else:
+            assert isinstance(a, np.ndarray) and a.shape == b.shape, (op, i)
+            if b.dtype.kind == "f":
+                _close(a, b, dtype, f"{op}[{i}]", scale)
+            else:
+                np.testing.assert_array_equal(a, b, err_msg=f"{op}[{i}]")
+
+
+def test_every_kernel_has_an_argument_drawer_and_a_facade_function():
+    assert set(DRAW_ARGS) == set(kernels.KERNELS)
+    for op, (numpy_twin, numba_kernel) in kernels.KERNELS.items():
+        assert callable(getattr(kernels, op)), op
+        assert numpy_twin.__name__.endswith("_numpy") and numba_kernel.__name__.endswith("_numba"), op
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("op", sorted(kernels.KERNELS))
 @SETTINGS
-@given(st.integers(1, 300), st.integers(1, 70), dtypes, st.integers(0, 2**31), st.sampled_from([1e-12, 1e-5]))
-def test_layernorm_numba_equals_numpy(r, c, dtype, seed, eps):
-    rng = np.random.default_rng(seed)
-    x, w, b, dy = (rng.standard_normal(s).astype(dtype) * 3 for s in [(r, c), (c,), (c,), (r, c)])
-    y1, m1, s1 = kl.layernorm_fwd_numba(x, w, b, eps)
-    y2, m2, s2 = kl.layernorm_fwd_numpy(x, w, b, eps)
-    for a, bb, n in [(y1, y2, "y"), (m1, m2, "mean")]:
-        _close(a, bb, dtype, n)
-    assert np.abs(s1.astype(np.float64) - s2).max() <= TOL[dtype] * np.abs(s2).max()
-    g1 = kl.layernorm_bwd_numba(dy, x, w, m2, s2)
-    g2 = kl.layernorm_bwd_numpy(dy, x, w, m2, s2)
-    for a, bb, n in zip(g1, g2, ["dx", "dw", "db"]):
-        _close(a, bb, dtype, n)
+@given(data=st.data())
+def test_numba_kernel_equals_its_numpy_twin(op, dtype, data):
+    numpy_twin, numba_kernel = kernels.KERNELS[op]
+    args = DRAW_ARGS[op](data.draw, dtype)
+    a1, a2 = _copy(args), _copy(args)
+    r1, r2 = numba_kernel(*a1), numpy_twin(*a2)
+    scale = max(1.0, ERROR_SCALE[op](*args)) if op in ERROR_SCALE else 1.0
+    _same_results(op, (r1, *a1), (r2, *a2), dtype, scale)
+    for before, after in zip(args, a1):          # inputs other than outputs are left alone
+        if isinstance(before, np.ndarray) and not (op == "gather_tables" and before is args[2]):
+            np.testing.assert_array_equal(after, before, err_msg=op)
 
 
-@SETTINGS
-@given(st.integers(1, 300), st.integers(1, 80), dtypes, st.integers(0, 2**31), st.floats(0.05, 3.0))
-def test_softmax_numba_equals_numpy(r, n, dtype, seed, scale):
-    rng = np.random.default_rng(seed)
-    s, dp = (rng.standard_normal((r, n)).astype(dtype) * 4 for _ in range(2))
-    p1, p2 = ks.softmax_fwd_numba(s, scale), ks.softmax_fwd_numpy(s, scale)
-    _close(p1, p2, dtype, "p")
-    np.testing.assert_allclose(p1.sum(axis=1), 1.0, rtol=TOL[dtype] * 10)
-    _close(ks.softmax_bwd_numba(dp, p2, scale), ks.softmax_bwd_numpy(dp, p2, scale), dtype, "ds")
-
-
-@SETTINGS
-@given(st.integers(1, 200), st.integers(1, 50), dtypes, st.integers(0, 2**31),
-       st.sampled_from(sorted(set(ka.ACT_CODES.values()))), st.booleans())
-def test_bias_activation_numba_equals_numpy(r, c, dtype, seed, kind, bias):
-    rng = np.random.default_rng(seed)
-    x, dy = (rng.standard_normal((r, c)).astype(dtype) * 3 for _ in range(2))
-    b = rng.standard_normal(c).astype(dtype) if bias else None
-    pre1, y1 = ka.bias_act_fwd_numba(x, b, kind)
-    pre2, y2 = ka.bias_act_fwd_numpy(x, b, kind)
-    _close(pre1, pre2, dtype, "pre")
-    _close(y1, y2, dtype, "y")
-    _close(ka.act_bwd_numba(dy, pre2, kind), ka.act_bwd_numpy(dy, pre2, kind), dtype, "dx")
+def test_backend_picks_each_ops_entry_of_the_table():
+    prev = kernels.set_backend("numpy")
+    try:
+        assert kernels.get_backend() == "numpy"
+        assert all(kernels.implementation(op) is twin for op, (twin, _) in kernels.KERNELS.items())
+        kernels.set_backend("numba")
+        assert all(kernels.implementation(op) is fast for op, (_, fast) in kernels.KERNELS.items())
+        with pytest.raises(ValueError, match="unknown kernel backend"):
+            kernels.set_backend("cuda")
+    finally:
+        kernels.set_backend(prev)
 
 
 def test_softmax_is_stable_for_huge_scores():
@@ -65,35 +176,6 @@ def test_softmax_is_stable_for_huge_scores():
     for p in (ks.softmax_fwd_numba(s, 1.0), ks.softmax_fwd_numpy(s, 1.0)):
         assert np.all(np.isfinite(p))
         np.testing.assert_allclose(p, [[1, 0, 0], [1 / 3, 1 / 3, 1 / 3]], atol=1e-15)
-
-
-def test_backend_switch_round_trips_and_rejects_unknown_names():
-    prev = kernels.set_backend("numpy")
-    try:
-        assert kernels.get_backend() == "numpy"
-        with pytest.raises(ValueError, match="unknown kernel backend"):
-            kernels.set_backend("cuda")
-    finally:
-        kernels.set_backend(prev)
-
-
-@SETTINGS
-@given(st.integers(1, 3), st.integers(1, 4), st.integers(1, 40), st.integers(1, 16), dtypes, st.integers(0, 2**31))
-def test_fused_attention_numba_equals_numpy(b, h, n, d, dtype, seed):
-    from videomae_np.kernels import attention as kt
-    rng = np.random.default_rng(seed)
-    qkv = rng.standard_normal((b * n, 3 * h * d)).astype(dtype)
-    dctx = rng.standard_normal((b * n, h * d)).astype(dtype)
-    scale = d ** -0.5
-    p1, c1, l1 = kt.attention_fwd_numba(qkv, b, h, scale, keep_probs=True)
-    p2, c2, l2 = kt.attention_fwd_numpy(qkv, b, h, scale, keep_probs=True)
-    _close(p1, p2, dtype, "P")
-    _close(c1, c2, dtype, "ctx")
-    np.testing.assert_allclose(l1, l2, rtol=TOL[dtype], atol=TOL[dtype])
-    assert kt.attention_fwd_numba(qkv, b, h, scale)[0] is None        # probabilities only on request
-    _close(kt.attention_bwd_numba(dctx, qkv, c2, l2, b, h, scale),
-           kt.attention_bwd_numpy(dctx, qkv, c2, l2, b, h, scale),
-           dtype, "dqkv")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -135,26 +217,6 @@ def test_split_and_merge_heads_are_inverse_and_follow_the_column_layout():
     np.testing.assert_array_equal(q[1 * h + 2], qkv[N:2 * N, 2 * d:3 * d])
     np.testing.assert_array_equal(v[0 * h + 1], qkv[:N, 2 * h * d + d:2 * h * d + 2 * d])
     np.testing.assert_array_equal(np.concatenate([merge_heads(a, B, h) for a in (q, k, v)], axis=1), qkv)
-
-
-@SETTINGS
-@given(st.integers(1, 70), st.integers(1, 150), st.integers(1, 150), dtypes, st.integers(0, 2**31),
-       st.booleans(), st.booleans())
-def test_linear_numba_equals_numpy(r, i, o, dtype, seed, bias, residual):
-    """Few rows and wide outputs make the threads split columns, narrow ones rows: both drawn."""
-    from videomae_np.kernels import linear as kn
-    rng = np.random.default_rng(seed)
-    x, w, dy = (rng.standard_normal(s).astype(dtype) for s in [(r, i), (o, i), (r, o)])
-    b = rng.standard_normal(o).astype(dtype) if bias else None
-    res = rng.standard_normal((r, o)).astype(dtype) if residual else None
-    _close(kn.linear_fwd_numba(x, w, b, res), kn.linear_fwd_numpy(x, w, b, res), dtype, "y")
-    for need_dx, need_db in [(True, True), (False, bias)]:
-        g1 = kn.linear_bwd_numba(dy, x, w, need_dx, need_db)
-        g2 = kn.linear_bwd_numpy(dy, x, w, need_dx, need_db)
-        for a, bb, n in zip(g1, g2, ["dx", "dw", "db"]):
-            assert (a is None) == (bb is None), n
-            if a is not None:
-                _close(a, bb, dtype, n)
 
 
 def test_linear_splits_rows_or_columns_as_documented():
@@ -220,6 +282,29 @@ def _assert_same_step(got, want):
     assert sorted(got.files) == sorted(want.files)
     for k in want.files:
         np.testing.assert_allclose(got[k], want[k], rtol=1e-10, atol=1e-13, err_msg=k)
+
+
+def test_numba_kernels_run_as_python_without_the_jit():
+    """NUMBA_DISABLE_JIT=1 (in a fresh interpreter): the Numba kernels' bodies, run as Python, still
+    equal their twins -- every op of the table, both dtypes, a few drawn cases each."""
+    import os
+    import subprocess
+    import sys
+    script = (
+        "import sys; sys.path.insert(0, sys.argv[1])\n"
+        "import numba.core.config; assert numba.core.config.DISABLE_JIT\n"
+        "from hypothesis import given, settings, strategies as st\n"
+        "import test_kernels as T\n"
+        "check = settings(deadline=None, max_examples=3, derandomize=True, database=None)("
+        "given(data=st.data())(T.test_numba_kernel_equals_its_numpy_twin.hypothesis.inner_test))\n"
+        "for op in T.kernels.KERNELS:\n"
+        "    for dtype in T.DTYPES:\n"
+        "        check(op=op, dtype=dtype)\n"
+        "print('ok', len(T.kernels.KERNELS))\n")
+    done = subprocess.run([sys.executable, "-c", script, os.path.dirname(__file__)], capture_output=True,
+                          text=True, env=dict(os.environ, NUMBA_DISABLE_JIT="1"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["ok", str(len(kernels.KERNELS))]
 
 
 def test_model_without_the_jit_gives_the_same_numbers(tmp_path):

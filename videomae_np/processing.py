@@ -25,9 +25,9 @@ The parity target is transformers' PIL backend (``VideoMAEImageProcessorPil``, w
 Where we are faster: after Pillow, every step works on the whole video at once, and for 8-bit
 pixels the whole chain (divide back, rescale, normalise) is a 256-entry table per channel, built by
 running the very arithmetic above on the 256 possible pixel values. One table look-up per output
-value (a Numba kernel that also moves channels first; a NumPy ``take`` as its reference and as the
-path when Numba's JIT is off) replaces transformers' three passes, two of them in float64, with
-bit-identical results.
+value (kernels/gather.py: a Numba kernel that also moves channels first, a NumPy ``take`` as its
+reference and as the path when Numba's JIT is off) replaces transformers' three passes, two of
+them in float64, with bit-identical results.
 """
 
 from __future__ import annotations
@@ -39,11 +39,11 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from numba import njit
 from PIL import Image
 
 from . import kernels
 from .fileio import atomic_write_text, read_json_object
+from .kernels.gather import gather_tables_numba, gather_tables_numpy  # noqa: F401  (kept importable here)
 
 PROCESSOR_CONFIG_NAME = "preprocessor_config.json"
 PROCESSOR_TYPE = "VideoMAEImageProcessor"  # what transformers writes as "image_processor_type"
@@ -531,34 +531,6 @@ def _lookup_tables(c, scaled_back, o) -> np.ndarray:
     return value_chain(levels, o)
 
 
-def gather_tables_numpy(x, tables, out):
-    """out[t, k] = tables[x[t, :, :, k], k]: x (T, h, w, C) uint8, tables (256, C), out (T, C, h, w)."""
-    columns = [np.ascontiguousarray(tables[:, k]) for k in range(tables.shape[1])]
-    for t in range(x.shape[0]):
-        for k, col in enumerate(columns):
-            # mode="clip" lets take write straight into the view; uint8 indices never clip
-            np.take(col, x[t, :, :, k], out=out[t, k], mode="clip")
-
-
-@njit(cache=True, nogil=True)
-def gather_tables_numba(x, tables, out):
-    """Same as gather_tables_numpy, in one compiled pass. Output planes are written contiguously
-    (channel loop outside): three times faster than following x's channels-last order."""
-    n, h, w, c = x.shape
-    for t in range(n):
-        for k in range(c):
-            for i in range(h):
-                for j in range(w):
-                    out[t, k, i, j] = tables[x[t, i, j, k], k]
-
-
-def _gather_tables(x, tables, out):
-    if kernels.get_backend() == "numba":
-        gather_tables_numba(x, tables, out)
-    else:
-        gather_tables_numpy(x, tables, out)
-
-
 def _apply_tables(x: np.ndarray, scaled: np.ndarray, o: dict, out=None) -> np.ndarray:
     """(T, h, w, C) uint8 -> (T, C, h, w) through the per-channel tables, one gather per value.
     Written into ``out`` when it has the right shape and dtype, else into a new array."""
@@ -569,10 +541,10 @@ def _apply_tables(x: np.ndarray, scaled: np.ndarray, o: dict, out=None) -> np.nd
     if out is None or out.shape != (t, c, h, w) or out.dtype != dtype:
         out = np.empty((t, c, h, w), dtype)
     if len(tables) == 1:
-        _gather_tables(x, tables[bool(scaled[0])], out)
+        kernels.gather_tables(x, tables[bool(scaled[0])], out)
     else:  # frames that were and were not scaled for Pillow, in one video: one frame at a time
         for i in range(t):
-            _gather_tables(x[i:i + 1], tables[bool(scaled[i])], out[i:i + 1])
+            kernels.gather_tables(x[i:i + 1], tables[bool(scaled[i])], out[i:i + 1])
     return out
 
 

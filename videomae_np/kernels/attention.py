@@ -17,20 +17,18 @@ The Numba version gives each thread (threads.py) a block of groups and a scratch
 rows by N keys (ROW_BLOCK); the matmuls are gemm calls on strided views (blas.py), so no head is
 ever copied out of qkv or into ctx, and the scores stay in cache between the matmuls and the
 softmax. Unless P is wanted, forward leaves the exponentials unnormalised and divides the N x d
-product by the row sums instead. The NumPy twin transposes to (G, N, d) and uses batched
-matmuls. (gemm passes BLAS 64-bit integers; see blas.py.)
+product by the row sums instead. Inputs of any layout are copied to C order first, and BLAS is
+held to one thread while the parts run (blas.one_blas_thread). The NumPy twin transposes to
+(G, N, d) and uses batched matmuls. (gemm passes BLAS 64-bit integers; see blas.py.)
 """
 
 import numpy as np
 from numba import njit
 
-from .blas import gemm
-from .fastmath import fexp_nonpos_as, fmax
-from .linear import part
+from .blas import c_contiguous, gemm, one_blas_thread
+from .fastmath import FASTMATH_FLAGS, fexp_nonpos_as, fmax
 from .softmax import softmax_bwd_numpy
-from .threads import run_parts, threads
-
-_FLAGS = {"reassoc", "contract", "nsz"}   # see softmax.py
+from .threads import num_threads, part, run_parts
 
 
 # ---- NumPy reference --------------------------------------------------------------------------
@@ -81,7 +79,7 @@ def _views(a, b, N, col, d):
     return a[b * N:(b + 1) * N, col:col + d]
 
 
-@njit(cache=True, fastmath=_FLAGS, inline="always")
+@njit(cache=True, fastmath=FASTMATH_FLAGS, inline="always")
 def _row_max(r):
     mx = r[0]
     for c in range(1, r.shape[0]):
@@ -104,7 +102,7 @@ def row_block(N):
     return -(-N // nb)
 
 
-@njit(cache=True, nogil=True, fastmath=_FLAGS, error_model="numpy")
+@njit(cache=True, nogil=True, fastmath=FASTMATH_FLAGS, error_model="numpy")
 def _attn_fwd_part(qkv, B, h, scale, keep, p, ctx, lse, t, T):
     """Thread t's share (of T) of the (batch entry, head) groups."""
     R, C3 = qkv.shape
@@ -152,14 +150,16 @@ def _attn_fwd_part(qkv, B, h, scale, keep, p, ctx, lse, t, T):
 def attention_fwd_numba(qkv, B, h, scale, keep_probs=False):
     R, C3 = qkv.shape
     N = R // B
+    qkv = np.ascontiguousarray(qkv)
     p = np.empty((B, h, N, N) if keep_probs else (1, 1, 1, 1), qkv.dtype)
     ctx = np.empty((R, C3 // 3), qkv.dtype)
     lse = np.empty((B * h, N), np.float64)
-    run_parts(_attn_fwd_part, min(threads(), B * h), qkv, B, h, scale, keep_probs, p, ctx, lse)
+    with one_blas_thread():
+        run_parts(_attn_fwd_part, min(num_threads(), B * h), qkv, B, h, scale, keep_probs, p, ctx, lse)
     return (p if keep_probs else None), ctx, lse
 
 
-@njit(cache=True, nogil=True, fastmath=_FLAGS, error_model="numpy")
+@njit(cache=True, nogil=True, fastmath=FASTMATH_FLAGS, error_model="numpy")
 def _attn_bwd_part(dctx, qkv, ctx, lse, B, h, scale, dqkv, t, T):
     """Thread t's share (of T) of the (batch entry, head) groups."""
     R, C3 = qkv.shape
@@ -205,6 +205,8 @@ def _attn_bwd_part(dctx, qkv, ctx, lse, B, h, scale, dqkv, t, T):
 
 
 def attention_bwd_numba(dctx, qkv, ctx, lse, B, h, scale):
+    dctx, qkv, ctx, lse = c_contiguous(dctx, qkv, ctx, lse)
     dqkv = np.empty_like(qkv)
-    run_parts(_attn_bwd_part, min(threads(), B * h), dctx, qkv, ctx, lse, B, h, scale, dqkv)
+    with one_blas_thread():
+        run_parts(_attn_bwd_part, min(num_threads(), B * h), dctx, qkv, ctx, lse, B, h, scale, dqkv)
     return dqkv

@@ -24,7 +24,7 @@ matrix of its transpose, so c = op(a) op(b) is computed as c^T = op(b)^T op(a)^T
 transpose flags, the operands swapped.
 
 Every caller runs several gemms at once from the kernel threads (threads.py), so BLAS itself must
-be single-threaded meanwhile (kernels.one_blas_thread).
+be single-threaded meanwhile (one_blas_thread, at the end of this file).
 
 Without the JIT (NUMBA_DISABLE_JIT=1) ``gemm`` runs its NumPy body.
 
@@ -34,9 +34,11 @@ A change here that alters how BLAS is called must come with an edit to those fil
 cache keeps calling the old way.
 """
 
+import contextlib
 import ctypes
 import os
 import sys
+import threading
 
 import llvmlite.binding as ll
 import numpy as np
@@ -78,7 +80,7 @@ _dgemm = types.ExternalFunction(_SYMBOLS["dgemm"], _SIG)
 _N, _T = 78, 84  # ord("N"), ord("T")
 
 
-@njit(inline="always")
+@njit(cache=True, inline="always")
 def gemm(a, b, c, trans_a, trans_b, alpha, beta):
     """c = alpha * op(a) @ op(b) + beta * c, in place."""
     # Every distinct combination of argument types is a compilation of its own, about half a
@@ -134,3 +136,40 @@ def _gemm_blas(a, b, c, trans_a, trans_b, alpha, beta):
            c.ctypes, ints[5:].ctypes)
     return impl
 
+
+# ---- BLAS thread policy ---------------------------------------------------------------------
+_blas_ctl = None
+_blas_state = threading.local()
+
+
+@contextlib.contextmanager
+def one_blas_thread():
+    """A context in which BLAS runs single-threaded. Every Numba kernel that calls gemm does so
+    from each of its threads at once (threads.py); letting each call fan out again puts 2 x 2 busy
+    threads on two cores and made a decoder-sized attention 100x slower. Nested uses cost a
+    counter: the models enter it once per forward or backward, the kernels again inside."""
+    depth = getattr(_blas_state, "depth", 0)
+    if depth:
+        _blas_state.depth = depth + 1
+        try:
+            yield
+        finally:
+            _blas_state.depth = depth
+        return
+    global _blas_ctl
+    if _blas_ctl is None:
+        from threadpoolctl import ThreadpoolController
+        _blas_ctl = ThreadpoolController()
+    limiter = _blas_ctl.limit(limits=1, user_api="blas")
+    _blas_state.depth = 1
+    try:
+        yield
+    finally:
+        _blas_state.depth = 0
+        limiter.restore_original_limits()
+
+
+def c_contiguous(*arrays):
+    """C-contiguous versions (no copy when already so; None stays None): the kernels' gemm calls
+    want unit stride along rows, and their loops assume it."""
+    return tuple(None if a is None else np.ascontiguousarray(a) for a in arrays)

@@ -26,6 +26,15 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
+# The fastmath flags of every kernel loop that reduces (the njit ``fastmath=`` option). reassoc lets
+# LLVM vectorise row sums (another summation order: the same result up to rounding), contract lets
+# it fuse multiply-adds, nsz ignores the sign of zero; no flag assumes away NaN or infinity.
+# Numba cache trap, as in blas.py: the kernels compiled with these flags are cached with their own
+# files (layernorm.py, softmax.py, attention.py), Numba only notices edits to a function's own
+# file, and the flags are not part of its cache key. A change here must come with an edit to
+# those files, or a warm cache keeps the old flags.
+FASTMATH_FLAGS = {"reassoc", "contract", "nsz"}   # a set: Numba takes no frozenset
+
 LOG2E = 1.4426950408889634
 LN2_HI = 0.6931471803691238      # ln 2 split so that k * LN2_HI is exact for |k| < 2^20
 LN2_LO = 1.9082149292705877e-10

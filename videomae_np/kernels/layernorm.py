@@ -9,14 +9,11 @@ Backward, with x_hat = (x - mean) * rstd and g = dy * w:
 import numpy as np
 from numba import njit
 
-from .linear import part
-from .threads import run_parts, threads
+from .fastmath import FASTMATH_FLAGS
+from .threads import num_threads, part, run_parts
 
 # Rows per partial-sum chunk in the parallel dw/db reduction.
 _CHUNK = 256
-# reassoc lets LLVM vectorise the row sums (another summation order, same result up to rounding);
-# no flag assumes away NaN or infinity.
-_FLAGS = {"reassoc", "contract", "nsz"}
 
 
 # ---- NumPy reference --------------------------------------------------------------------------
@@ -38,7 +35,7 @@ def layernorm_bwd_numpy(dy, x, w, mean, rstd):
 
 
 # ---- Numba ------------------------------------------------------------------------------------
-@njit(cache=True, nogil=True, fastmath=_FLAGS, error_model="numpy")
+@njit(cache=True, nogil=True, fastmath=FASTMATH_FLAGS, error_model="numpy")
 def _ln_fwd_part(x, w, b, eps, y, mean, rstd, t, T):
     C = x.shape[1]
     r0, r1 = part(x.shape[0], T, t)
@@ -63,11 +60,11 @@ def layernorm_fwd_numba(x, w, b, eps):
     y = np.empty_like(x)
     mean = np.empty(R, x.dtype)
     rstd = np.empty(R, x.dtype)
-    run_parts(_ln_fwd_part, threads(), x, w, b, eps, y, mean, rstd)
+    run_parts(_ln_fwd_part, num_threads(), x, w, b, eps, y, mean, rstd)
     return y, mean, rstd
 
 
-@njit(cache=True, nogil=True, fastmath=_FLAGS, error_model="numpy")
+@njit(cache=True, nogil=True, fastmath=FASTMATH_FLAGS, error_model="numpy")
 def _ln_bwd_part(dy, x, w, mean, rstd, dx, dw_part, db_part, chunk, t, T):
     """Thread t's share (of T) of the chunks of rows; chunk k sums into dw_part[k], db_part[k]."""
     k0, k1 = part(dw_part.shape[0], T, t)
@@ -75,7 +72,7 @@ def _ln_bwd_part(dy, x, w, mean, rstd, dx, dw_part, db_part, chunk, t, T):
         _ln_bwd_chunk(dy, x, w, mean, rstd, dx, dw_part, db_part, chunk, k)
 
 
-@njit(cache=True, inline="always", fastmath=_FLAGS, error_model="numpy")
+@njit(cache=True, inline="always", fastmath=FASTMATH_FLAGS, error_model="numpy")
 def _ln_bwd_chunk(dy, x, w, mean, rstd, dx, dw_part, db_part, chunk, k):
     R, C = x.shape
     for r in range(k * chunk, min(R, (k + 1) * chunk)):
@@ -103,5 +100,5 @@ def layernorm_bwd_numba(dy, x, w, mean, rstd):
     dx = np.empty_like(x)
     dw_part = np.zeros((nchunk, C), np.float64)
     db_part = np.zeros((nchunk, C), np.float64)
-    run_parts(_ln_bwd_part, min(threads(), nchunk), dy, x, w, mean, rstd, dx, dw_part, db_part, _CHUNK)
+    run_parts(_ln_bwd_part, min(num_threads(), nchunk), dy, x, w, mean, rstd, dx, dw_part, db_part, _CHUNK)
     return dx, dw_part.sum(axis=0).astype(x.dtype), db_part.sum(axis=0).astype(x.dtype)

@@ -17,14 +17,17 @@ just after a matmul took twice as long (7.7 ms instead of 3.9 ms for an attentio
 the environment variables that shorten OpenBLAS's spinning only work if set before NumPy loads.
 With every matmul inside our own parts there is one set of threads, whatever the import order.
 
+``linear_fwd_numba`` and ``linear_bwd_numba`` take any layout (they make C-contiguous copies
+where needed) and hold BLAS to one thread while the parts run (blas.one_blas_thread).
+
 The NumPy twins are the textbook formulas. (gemm passes BLAS 64-bit integers; see blas.py.)
 """
 
 import numpy as np
 from numba import njit
 
-from .blas import gemm
-from .threads import run_parts, threads
+from .blas import c_contiguous, gemm, one_blas_thread
+from .threads import num_threads, part, run_parts
 
 _NONE1 = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64): np.empty(0, np.float64)}
 _NONE2 = {k: v.reshape(0, 0) for k, v in _NONE1.items()}
@@ -47,12 +50,6 @@ def linear_bwd_numpy(dy, x, w, need_dx=True, need_db=True):
 
 
 # ---- Numba ------------------------------------------------------------------------------------
-@njit(cache=True, inline="always")
-def part(n, parts, t):
-    """The t-th of `parts` near-equal contiguous blocks of range(n)."""
-    return t * n // parts, (t + 1) * n // parts
-
-
 @njit(cache=True, inline="always")
 def split_rows(R, cols, T):
     """Whether T threads should split a product's R rows (else its columns). Each thread's gemm
@@ -115,15 +112,19 @@ def _lin_bwd_part(dy, x, w, dx, dw, db, need_dx, need_db, t, T):
 
 
 def linear_fwd_numba(x, w, b=None, res=None):
+    x, w, b, res = c_contiguous(x, w, b, res)
     y = np.empty((x.shape[0], w.shape[0]), x.dtype)
-    run_parts(_lin_fwd_part, threads(), x, w, _NONE1[x.dtype] if b is None else b,
-              _NONE2[x.dtype] if res is None else res, y)
+    with one_blas_thread():
+        run_parts(_lin_fwd_part, num_threads(), x, w, _NONE1[x.dtype] if b is None else b,
+                  _NONE2[x.dtype] if res is None else res, y)
     return y
 
 
 def linear_bwd_numba(dy, x, w, need_dx=True, need_db=True):
+    dy, x, w = c_contiguous(dy, x, w)
     dx = np.empty((dy.shape[0], w.shape[1]), dy.dtype) if need_dx else _NONE2[dy.dtype]
     dw = np.empty(w.shape, dy.dtype)
     db = np.empty(w.shape[0], dy.dtype) if need_db else _NONE1[dy.dtype]
-    run_parts(_lin_bwd_part, threads(), dy, x, w, dx, dw, db, need_dx, need_db)
+    with one_blas_thread():
+        run_parts(_lin_bwd_part, num_threads(), dy, x, w, dx, dw, db, need_dx, need_db)
     return (dx if need_dx else None), dw, (db if need_db else None)

@@ -1,12 +1,16 @@
 """Row softmax with the attention scale fused in: p = softmax(scale * s).
 
 Backward (through the scale): ds = scale * p * (dp - sum(dp * p)).
+
+The Numba version gives each thread (threads.py) a block of rows; rows are independent, so the
+split changes no number.
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from .fastmath import fexp_as
+from .fastmath import FASTMATH_FLAGS, fexp_as
+from .threads import num_threads, part, run_parts
 
 
 # ---- NumPy reference --------------------------------------------------------------------------
@@ -22,16 +26,13 @@ def softmax_bwd_numpy(dp, p, scale):
 
 
 # ---- Numba ------------------------------------------------------------------------------------
-# reassoc lets LLVM vectorise the row sums (a different summation order, not a different result
-# beyond rounding); no flag assumes away NaN or infinity.
-_FLAGS = {"reassoc", "contract", "nsz"}
-
-
-@njit(parallel=True, cache=True, fastmath=_FLAGS, error_model="numpy")
-def _sm_fwd(s, scale, p):
-    R, N = s.shape
+@njit(cache=True, nogil=True, fastmath=FASTMATH_FLAGS, error_model="numpy")
+def _sm_fwd_part(s, scale, p, t, T):
+    """Thread t's block (of T) of the rows."""
+    N = s.shape[1]
     sc = s.dtype.type(scale)
-    for r in prange(R):
+    r0, r1 = part(s.shape[0], T, t)
+    for r in range(r0, r1):
         mx = -np.inf
         for j in range(N):
             z = s[r, j] * sc
@@ -49,7 +50,7 @@ def _sm_fwd(s, scale, p):
 
 def softmax_fwd_numba(s, scale):
     p = np.empty_like(s)
-    _sm_fwd(s, scale, p)
+    run_parts(_sm_fwd_part, min(num_threads(), s.shape[0]), s, scale, p)
     return p
 
 
@@ -63,13 +64,15 @@ def softmax_bwd_row(dp, p, scale, out):
         out[j] = scale * p[j] * (dp[j] - dot)
 
 
-@njit(parallel=True, cache=True, fastmath=_FLAGS, error_model="numpy")
-def _sm_bwd(dp, p, scale, ds):
-    for r in prange(p.shape[0]):
+@njit(cache=True, nogil=True, fastmath=FASTMATH_FLAGS, error_model="numpy")
+def _sm_bwd_part(dp, p, scale, ds, t, T):
+    """Thread t's block (of T) of the rows."""
+    r0, r1 = part(p.shape[0], T, t)
+    for r in range(r0, r1):
         softmax_bwd_row(dp[r], p[r], scale, ds[r])
 
 
 def softmax_bwd_numba(dp, p, scale):
     ds = np.empty_like(p)
-    _sm_bwd(dp, p, scale, ds)
+    run_parts(_sm_bwd_part, min(num_threads(), p.shape[0]), dp, p, scale, ds)
     return ds

@@ -11,15 +11,24 @@ backward). A call through these threads costs a few microseconds more than throu
 (a trivial two-part kernel: 16.4 against 12.7 us), which is small next to the kernels here.
 
 The threads wait on a queue rather than spin, so a descheduled or busy core costs no more than
-its own part's time. T is at most Numba's thread count (``numba.set_num_threads``) at the call;
-a kernel with fewer pieces of work than that (heads, row chunks) asks for fewer parts.
+its own part's time. T is at most Numba's thread count (``numba.set_num_threads``) at the call
+(:func:`num_threads`); a kernel with fewer pieces of work than that (heads, row chunks) asks for
+fewer parts, and each part finds its block of the work with :func:`part`.
 """
 
 import os
 import queue
 import threading
 
-from numba import get_num_threads
+from numba import get_num_threads, njit
+
+
+@njit(cache=True, inline="always")
+def part(n, parts, t):
+    """The t-th of `parts` near-equal contiguous blocks of range(n). (Inlined into every kernel,
+    whose Numba cache ignores edits made here: a change must come with an edit to each caller's
+    file; see blas.py.)"""
+    return t * n // parts, (t + 1) * n // parts
 
 
 def _serve(todo, done):
@@ -66,8 +75,8 @@ def _wait(done, seq):
             return err
 
 
-def threads():
-    """How many parts a kernel called now is split into."""
+def num_threads():
+    """How many parts a kernel called now is split into (at most)."""
     return get_num_threads()
 
 
