@@ -87,3 +87,36 @@ def test_running_cell_mask_counts_motion_and_coverage(batch, t, ry, rx, ratio, s
 def test_running_cell_mask_needs_a_grid_divisible_by_the_cell():
     with pytest.raises(ValueError, match="not divisible by the cell"):
         vm.running_cell_mask(1, (2, 3, 4), 0.5)
+
+
+@SETTINGS
+@given(st.integers(1, 5), grids, ratios, st.integers(0, 2**31))
+def test_frame_mask_hides_whole_slots_with_equal_counts(batch, grid, ratio, seed):
+    m = vm.frame_mask(batch, grid, ratio, rng=seed)
+    t, gh, gw = grid
+    assert m.shape == (batch, t * gh * gw) and m.dtype == np.bool_
+    slots = m.reshape(batch, t, gh * gw)
+    assert np.all(slots == slots[:, :, :1])                         # a slot is all in or all out
+    assert np.all(slots[:, :, 0].sum(axis=1) == int(ratio * t))     # the same count per sample
+
+
+@pytest.mark.parametrize("kind", sorted(vm.MASKS))
+def test_every_registered_mask_kind_is_reproducible_and_usable_by_the_model(kind):
+    """Each registry entry makes (B, N) bool masks with equal counts per sample, the same for the
+    same seed, which the pretraining model accepts."""
+    cfg = vm.VideoMAEConfig(image_size=16, patch_size=4, num_frames=8, tubelet_size=2, hidden_size=16,
+                            num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                            decoder_hidden_size=16, decoder_num_hidden_layers=1,
+                            decoder_num_attention_heads=2, decoder_intermediate_size=32)
+    m = vm.make_mask(kind, 3, cfg.grid, 0.75, rng=5)
+    assert m.shape == (3, cfg.num_patches) and m.dtype == np.bool_
+    assert len(set(m.sum(axis=1).tolist())) == 1 and 0 < m.sum(axis=1)[0] < cfg.num_patches
+    np.testing.assert_array_equal(m, vm.make_mask(kind, 3, cfg.grid, 0.75, rng=5))
+    x = np.random.default_rng(0).standard_normal((3, 8, 3, 16, 16)).astype(np.float32)
+    out = vm.VideoMAEForPreTraining(cfg, seed=0)(x, bool_masked_pos=m)
+    assert out.logits.shape[1] == m.sum(axis=1)[0] and np.isfinite(out.loss)
+
+
+def test_unknown_mask_kind_names_the_registered_ones():
+    with pytest.raises(ValueError, match="tube, random, frame, running_cell"):
+        vm.make_mask("checkerboard", 1, (2, 2, 2), 0.5)

@@ -24,7 +24,7 @@ for _k in ENV_SET_HERE:
 from ._malloc import MALLOC_TUNED  # noqa: E402,F401  (glibc keeps freed arrays for reuse)
 
 from .config import VideoMAEConfig  # noqa: E402
-from .masking import random_mask, running_cell_mask, tube_mask
+from .masking import MASKS, frame_mask, make_mask, random_mask, running_cell_mask, tube_mask
 from .models import (VideoMAEForPreTraining, VideoMAEForVideoClassification, VideoMAEModel,
                      VideoMAEPreTrainedModel)
 from .positions import sinusoid_table
@@ -33,7 +33,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "VideoMAEConfig", "VideoMAEModel", "VideoMAEForPreTraining", "VideoMAEForVideoClassification",
-    "VideoMAEPreTrainedModel", "tube_mask", "random_mask", "running_cell_mask", "sinusoid_table",
+    "VideoMAEPreTrainedModel", "tube_mask", "random_mask", "running_cell_mask", "frame_mask",
+    "make_mask", "MASKS", "sinusoid_table",
 ]
 
 

@@ -6,9 +6,16 @@ paper's "information leakage"). Every sample masks the same number of tokens, si
 stacks the visible tokens of the batch into one (B, Nv, D) array.
 
 The randomness comes from a NumPy ``Generator`` (or an int seed), so a mask is reproducible.
+
+``MASKS`` is the registry that training and the command line read: each kind is one entry
+``name -> MaskKind(make, doc)`` with ``make(batch_size, grid, mask_ratio, rng) -> (B, N) bool``.
+Adding a kind is one function, one entry and its tests.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -73,6 +80,48 @@ def running_cell_mask(batch_size, grid, mask_ratio=0.5, cell=(2, 2), rng=None):
             pattern = np.roll(base, start[b] + s).reshape(ch, cw)
             out[b, s] = np.tile(pattern, (gh // ch, gw // cw))
     return out.reshape(batch_size, -1)
+
+
+def frame_mask(batch_size, grid, mask_ratio=0.875, rng=None):
+    """Frame masking (the baseline of VideoMAE's Table 1b): whole temporal slots are hidden.
+
+    Each sample hides int(mask_ratio * t) of its t = T/tubelet slots, every patch of them; at least
+    one slot stays visible. The model can only reconstruct by carrying the visible slots over in
+    time. grid = (T/t, H/p, W/p) -> (B, N) bool.
+    """
+    _check(batch_size, mask_ratio)
+    t, gh, gw = (int(g) for g in grid)
+    slots = _random_rows(_rng(rng), batch_size, t, int(mask_ratio * t))       # (B, t)
+    return np.repeat(slots, gh * gw, axis=1)       # time-major order: a slot is gh*gw tokens
+
+
+@dataclass(frozen=True)
+class MaskKind:
+    make: Callable        # make(batch_size, grid, mask_ratio, rng) -> (B, N) bool
+    doc: str              # one line for --help
+
+
+MASKS = {
+    "tube": MaskKind(tube_mask, "the same patches hidden in every frame (VideoMAE)"),
+    "random": MaskKind(lambda b, grid, r, rng=None: random_mask(b, int(np.prod(grid)), r, rng),
+                       "tokens hidden independently (image MAE)"),
+    "frame": MaskKind(frame_mask, "whole frames hidden (Table 1b's frame baseline)"),
+    "running_cell": MaskKind(running_cell_mask,
+                             "a 2x2-cell pattern that moves every slot (VideoMAE V2)"),
+}
+
+
+def make_mask(kind, batch_size, grid, mask_ratio, rng=None):
+    """A mask of the registered `kind` (a key of MASKS) -> (B, N) bool."""
+    if kind not in MASKS:
+        raise ValueError(f"mask type must be one of {', '.join(MASKS)}; got {kind!r}")
+    return MASKS[kind].make(batch_size, grid, mask_ratio, rng=rng)
+
+
+def masked_fraction(kind, grid, mask_ratio):
+    """The fraction of tokens a `kind` mask actually hides at `mask_ratio` on `grid` (the counts
+    are rounded down per frame, per slot or per cell)."""
+    return float(make_mask(kind, 1, grid, mask_ratio, rng=0).mean())
 
 
 def visible_and_masked_indices(bool_masked_pos):
