@@ -152,3 +152,20 @@ def test_adamw_updates_the_model_arrays_in_place():
     assert {k: id(v) for k, v in model.state_dict().items()} == ids
     assert all(not np.array_equal(before[k], model.params[k]) for k in ("classifier.weight",))
     assert math.isfinite(float(model(x, labels=np.array([0, 1])).loss))
+
+
+def test_adamw_refuses_missing_or_misshapen_gradients_before_changing_anything():
+    rng = np.random.default_rng(3)
+    params = _params(rng)
+    before = {k: v.copy() for k, v in params.items()}
+    opt = optim.AdamW(params, lr=1e-2)
+    grads = {k: rng.standard_normal(v.shape) for k, v in params.items()}
+    last = list(grads)[-1]
+    with pytest.raises(KeyError, match="no gradient for 1 parameter"):
+        opt.step({k: v for k, v in grads.items() if k != last})
+    with pytest.raises(ValueError, match=r"gradient of classifier.weight has shape \(4, 2\)"):
+        opt.step({**grads, "classifier.weight": grads["classifier.weight"].T})
+    assert opt.step_count == 0
+    for k in params:
+        np.testing.assert_array_equal(params[k], before[k])
+        assert not opt.exp_avg[k].any() and not opt.exp_avg_sq[k].any()

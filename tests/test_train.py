@@ -35,7 +35,8 @@ def pre(**kw):
 
 def fine(**kw):
     base = dict(steps=6, batch_size=4, lr=3e-3, warmup_steps=2, save_every=2, log_every=1,
-                model=TINY_MODEL, toy=TINY_TOY, train_clips=12, eval_clips=8, eval_batch=8)
+                model={} if kw.get("init") else TINY_MODEL,     # with init the model comes from it
+                toy=TINY_TOY, train_clips=12, eval_clips=8, eval_batch=8)
     return FinetuneSettings(**{**base, **kw})
 
 
@@ -130,9 +131,141 @@ def test_non_finite_loss_stops_without_touching_the_last_checkpoint(tmp_path):
     model = vm.VideoMAEForPreTraining.from_pretrained(out)
     assert all(np.isfinite(v).all() for v in model.params.values())
     with np.load(out / "trainer_state.npz") as z:
-        assert all(np.isfinite(z[k]).all() for k in z.files)
+        assert all(np.isfinite(z[k]).all() for k in z.files if z[k].dtype.kind == "f")
     train.run_pretrain(pre(), out, resume=True, log=quiet)     # and it resumes from there
     assert train.read_state(out)["step"] == 6
+
+
+class SigintInsideTheUpdate(dict):
+    """Gradients that deliver two Ctrl-C (SIGINT) to this process while AdamW.step reads them,
+    after it has updated some parameters and before it has updated the others."""
+
+    def __init__(self, grads, after):
+        super().__init__(grads)
+        self.reads, self.after = 0, after
+
+    def __getitem__(self, key):
+        self.reads += 1
+        if self.reads == self.after:
+            signal.raise_signal(signal.SIGINT)      # the first: stop after this step
+            signal.raise_signal(signal.SIGINT)      # the second: stop at once
+        return super().__getitem__(key)
+
+
+def test_a_second_ctrl_c_inside_the_optimizer_step_saves_a_whole_update(tmp_path):
+    full, part = tmp_path / "full", tmp_path / "part"
+    train.run_pretrain(pre(), full, log=quiet)
+
+    def arm(step, run):
+        if step == 2:                       # the third update is hit half-way through
+            inner = run.grad_fn
+
+            def grad_fn(k):
+                out, grads = inner(k)
+                return out, SigintInsideTheUpdate(grads, after=len(grads) // 2)
+            run.grad_fn = grad_fn
+
+    with pytest.raises(train.TrainingInterrupted) as info:
+        train.run_pretrain(pre(), part, log=quiet, callback=arm)
+    assert info.value.step == 3 and train.read_state(part)["step"] == 3
+    clean = tmp_path / "clean"                          # the same step, stopped between updates
+    with pytest.raises(train.TrainingInterrupted):
+        train.run_pretrain(pre(), clean, log=quiet, callback=Stop(3))
+    with np.load(part / "trainer_state.npz") as a, np.load(clean / "trainer_state.npz") as b:
+        for k in b.files:                               # parameters, both moments, step
+            if k != "model_save_id":
+                np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    assert len(losses(part)) == 3
+    train.run_pretrain(pre(), part, resume=True, log=quiet)
+    assert losses(part) == losses(full)
+    a = vm.VideoMAEForPreTraining.from_pretrained(full).params
+    b = vm.VideoMAEForPreTraining.from_pretrained(part).params
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_state_files_carry_the_save_id_of_the_model_files(tmp_path):
+    out = tmp_path / "run"
+    train.run_pretrain(pre(steps=2), out, log=quiet)
+    save_id = json.loads((out / "config.json").read_text())["videomae_np_save_id"]
+    with np.load(out / "trainer_state.npz") as z:           # no pickle needed to read it
+        assert str(z["model_save_id"]) == save_id
+    assert train.read_state(out)["model_save_id"] == save_id
+
+
+def test_model_files_saved_after_the_npz_are_replaced_from_it_on_resume(tmp_path):
+    """A kill between the model files and trainer_state.npz of a save: the npz wins."""
+    full, part = tmp_path / "full", tmp_path / "part"
+    train.run_pretrain(pre(), full, log=quiet)
+    with pytest.raises(train.TrainingInterrupted):
+        train.run_pretrain(pre(), part, log=quiet, callback=Stop(3))
+    newer = vm.VideoMAEForPreTraining.from_pretrained(part)
+    for v in newer.params.values():
+        v += 1.0                                      # the model files of a later, unfinished save
+    newer.save_pretrained(part)
+    lines = []
+    with pytest.raises(train.TrainingInterrupted):    # resume, and stop before any update
+        train.run_pretrain(pre(), part, resume=True, log=lines.append, callback=Stop(4))
+    assert any("rewrote them from trainer_state.npz at step 3" in x for x in lines), lines
+    train.run_pretrain(pre(), part, resume=True, log=quiet)
+    assert losses(part) == losses(full)
+    a = vm.VideoMAEForPreTraining.from_pretrained(full).params
+    b = vm.VideoMAEForPreTraining.from_pretrained(part).params
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_a_second_run_into_a_folder_in_use_is_refused_naming_the_holder(tmp_path):
+    out = tmp_path / "run"
+    train.run_pretrain(pre(steps=2), out, log=quiet)
+    inside = []
+
+    def second(step, run):        # while this run holds the folder, another one tries it
+        if step == 3:
+            with pytest.raises(train.RunLocked, match=rf"in use by another run \(pid {os.getpid()} on "):
+                train.run_pretrain(pre(steps=4), out, resume=True, explicit=("steps",), log=quiet)
+            inside.append(step)
+
+    train.run_pretrain(pre(steps=4), out, resume=True, explicit=("steps",), log=quiet, callback=second)
+    assert inside == [3] and train.read_state(out)["step"] == 4
+    with train.run_lock(out):     # released at the end of the run
+        pass
+
+
+def test_a_lock_left_by_a_killed_process_does_not_block(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom videomae_np.train import run_lock\n"
+         "with run_lock(sys.argv[1], 'test'):\n    print('locked', flush=True)\n    time.sleep(120)",
+         str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(train.RunLocked, match=f"pid {holder.pid} .*test started"):
+            with train.run_lock(out):
+                pass
+        holder.kill()                                  # kill -9: no clean-up runs
+        holder.wait(timeout=60)
+    finally:
+        holder.kill()
+        holder.stdout.close()
+    assert (out / ".lock").is_file()                   # the file stays behind ...
+    train.run_pretrain(pre(steps=1), out, log=quiet)   # ... and blocks nothing
+    assert train.read_state(out)["step"] == 1
+
+
+def test_resume_removes_temporary_files_of_dead_writers(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(train.TrainingInterrupted):
+        train.run_pretrain(pre(), out, log=quiet, callback=Stop(3))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = [out / f".trainer_state.json.{dead.pid}.tmp",
+             out / f".model.safetensors.{dead.pid}.0123456789ab.tmp"]
+    for p in stale:
+        p.write_bytes(b"half a file")
+    train.run_pretrain(pre(), out, resume=True, log=quiet)
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
 
 
 def test_new_run_refuses_a_used_directory_and_resume_refuses_changed_settings(tmp_path):

@@ -216,11 +216,23 @@ def peak_memory(name, threads, with_torch):
 
 
 # ---- the table -----------------------------------------------------------------------------------
+def _positive_int(text):
+    """argparse type: an integer >= 1 (0 repeats would time nothing, 0 threads means nothing)."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, found {text!r}")
+    return n
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="videomae-np bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("--threads", type=int, default=None, help="threads for Numba, BLAS and torch (default: all cores)")
-    p.add_argument("--repeats", type=int, default=5, help="timed runs per round (their median is kept)")
-    p.add_argument("--rounds", type=int, default=2,
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="threads for Numba, BLAS and torch (default: all cores)")
+    p.add_argument("--repeats", type=_positive_int, default=5, help="timed runs per round (their median is kept)")
+    p.add_argument("--rounds", type=_positive_int, default=2,
                    help="alternating rounds of ours and torch; each side's best median is reported")
     p.add_argument("--only", choices=sorted(WORKLOADS), action="append", help="run only this workload (repeatable)")
     p.add_argument("--no-torch", action="store_true", help="skip the transformers columns")

@@ -3,10 +3,13 @@
     videomae-np pretrain    [--out runs/pretrain] [--steps N] [--resume] ...
     videomae-np finetune    [--init runs/pretrain] [--out runs/finetune] [--steps N] [--resume] ...
     videomae-np reconstruct --model runs/pretrain --video clip.mp4 [--out picture.png]
+    videomae-np ablate      STUDY [--out results] [--seeds 3] [--quick]   (the paper's ablations)
     videomae-np bench       (timings against transformers; see videomae_np.bench)
 
-Exit codes: 0 done, 1 error (including a non-finite loss), 130 interrupted by Ctrl-C (a
-checkpoint was saved; continue with --resume).
+Exit codes: 0 done, 1 error (including a non-finite loss), 2 a malformed command line (argparse),
+130 interrupted by Ctrl-C (a checkpoint was saved; continue with --resume). An error is one line
+on stderr naming the input, what was expected and what was found; set VIDEOMAE_NP_TRACEBACK=1 to
+see the Python traceback instead.
 """
 
 from __future__ import annotations
@@ -18,27 +21,33 @@ import sys
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130        # 128 + SIGINT, the shell's convention
+TRACEBACK_ENV = "VIDEOMAE_NP_TRACEBACK"
 
 
-def _key_values(text_items):
-    """["a=1", "b=(1,2)", "c=true"] -> {"a": 1, "b": [1, 2], "c": True} (values read as JSON)."""
+def _key_values(text_items, option):
+    """["a=1", "b=(1,2)", "c=true"] -> {"a": 1, "b": [1, 2], "c": True} (values read as JSON; a
+    value that is not JSON stays a string, and the settings' checks name it if that is wrong)."""
     out = {}
     for item in text_items or ():
-        if "=" not in item:
-            raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {item!r}")
-        k, v = item.split("=", 1)
+        k, eq, v = item.partition("=")
+        k = k.strip()
+        if not eq or not k:
+            raise ValueError(f"{option}: expected KEY=VALUE, found {item!r}")
+        if k in out:
+            raise ValueError(f"{option}: {k} given twice ({item!r})")
         v = v.strip().replace("(", "[").replace(")", "]")
         try:
-            out[k.strip()] = json.loads(v)
+            out[k] = json.loads(v)
         except json.JSONDecodeError:
-            out[k.strip()] = v
+            out[k] = v
     return out
 
 
 def _common(p, defaults):
     """Options shared by pretrain and finetune. All default to None: the settings dataclass holds
     the real defaults, and on --resume only options actually given are considered."""
-    p.add_argument("--out", default=None, help=f"run directory (default {defaults['out']})")
+    p.add_argument("--out", default=None, help=f"run directory (default {defaults['out']}); one run "
+                                                "at a time uses it (OUT/.lock)")
     p.add_argument("--steps", type=int, help=f"total updates (default {defaults['steps']})")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out up to --steps (exactly as if never stopped)")
@@ -67,9 +76,9 @@ def _settings(cls, args, names):
         if v is not None:
             given[n] = v
     if args.config is not None:
-        given["model"] = _key_values(args.config)
+        given["model"] = _key_values(args.config, "--config")
     if args.toy is not None:
-        given["toy"] = _key_values(args.toy)
+        given["toy"] = _key_values(args.toy, "--toy")
     if "clip_grad" in given and given["clip_grad"] == 0:
         given["clip_grad"] = None
     return cls(**given), tuple(given)
@@ -79,7 +88,14 @@ COMMON = ("steps", "batch_size", "lr", "min_lr", "warmup_steps", "weight_decay",
           "save_every", "log_every")
 
 
+def _registry_help(registry, default):
+    """'a: doc; b: doc' for --help from a registry of name -> entry with a .doc (or a plain dict)."""
+    return "; ".join(f"{k}: {v.doc}" for k, v in registry.items()) + f". Default {default}."
+
+
 def build_parser():
+    from .masking import MASKS
+    from .ops.losses import RECONSTRUCTION_LOSSES
     from .train import FinetuneSettings, PretrainSettings
 
     pd, fd = PretrainSettings(), FinetuneSettings()
@@ -93,7 +109,11 @@ def build_parser():
                                    "model, trainer state, metrics.jsonl and reconstruction.png.")
     _common(p, {**vars(pd), "out": "runs/pretrain"})
     p.add_argument("--mask-ratio", type=float, help=f"fraction of tokens hidden (default {pd.mask_ratio})")
-    p.add_argument("--mask-type", choices=("tube", "random"), help=f"(default {pd.mask_type})")
+    p.add_argument("--mask-type", choices=tuple(MASKS), metavar="{" + ",".join(MASKS) + "}",
+                   help=_registry_help(MASKS, pd.mask_type))
+    p.add_argument("--loss", choices=tuple(RECONSTRUCTION_LOSSES),
+                   help=f"reconstruction loss: {', '.join(RECONSTRUCTION_LOSSES)} (default {pd.loss}; "
+                        "config norm_pix_loss=false switches to raw-pixel targets)")
     p.add_argument("--data", help="a folder of videos to pretrain on instead of the toy clips")
 
     f = sub.add_parser("finetune", help="classify the toy clips' motion from a small labelled set",
@@ -115,8 +135,16 @@ def build_parser():
     r.add_argument("--video", required=True, help="a video file or a folder of frames")
     r.add_argument("--out", help="PNG path (default: next to the video)")
     r.add_argument("--mask-ratio", type=float, help="default: the pretraining run's")
-    r.add_argument("--mask-type", choices=("tube", "random"), help="default: the pretraining run's")
+    r.add_argument("--mask-type", choices=tuple(MASKS), help="default: the pretraining run's")
     r.add_argument("--seed", type=int, default=0)
+
+    from . import ablate
+    a = sub.add_parser("ablate", help="one of the paper's ablations at toy scale, beside its tables",
+                       description="Run one study (arms x seeds: pretrain, fine-tune, held-out "
+                                   "accuracy) and write STUDY.json, STUDY.md (our mean ± std beside "
+                                   "the paper's number) and STUDY.png. Restartable: finished runs "
+                                   "are kept under OUT/runs and reused.")
+    ablate.add_arguments(a)
 
     b = sub.add_parser("bench", help="timings against transformers (videomae_np.bench)", add_help=False)
     b.add_argument("rest", nargs=argparse.REMAINDER)
@@ -164,36 +192,56 @@ def main(argv=None):
         return 0
     from . import train
 
-    threads = getattr(args, "threads", None)
-    if threads is None and args.command in ("pretrain", "finetune"):
-        threads = default_threads()
-    if threads:
-        set_threads(threads)
     try:
-        if args.command == "pretrain":
-            settings, explicit = _settings(train.PretrainSettings, args,
-                                           COMMON + ("mask_ratio", "mask_type", "data"))
-            train.run_pretrain(settings, args.out or "runs/pretrain", resume=args.resume,
-                               explicit=explicit, log=_log)
-        elif args.command == "finetune":
-            settings, explicit = _settings(train.FinetuneSettings, args,
-                                           COMMON + ("init", "layer_decay", "drop_path",
-                                                     "train_clips", "eval_clips"))
-            train.run_finetune(settings, args.out or "runs/finetune", resume=args.resume,
-                               explicit=explicit, log=_log)
-        elif args.command == "reconstruct":
-            train.reconstruct_video(args.model, args.video, args.out, args.mask_ratio,
-                                    args.mask_type, args.seed, log=_log)
+        _run(args, train)
     except train.TrainingInterrupted as e:
         print(str(e), file=sys.stderr)
         return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (train.NonFiniteLoss, FileExistsError, FileNotFoundError, ValueError, ImportError) as e:
-        print(f"videomae-np {args.command}: {e}", file=sys.stderr)
+    except Exception as e:
+        if os.environ.get(TRACEBACK_ENV):
+            raise
+        msg = " ".join(str(e.args[0] if isinstance(e, KeyError) and e.args else e).split())
+        expected = (train.NonFiniteLoss, train.RunLocked, ValueError, OSError, ImportError)
+        if not isinstance(e, expected):      # a bug of ours: still one line, the traceback on request
+            msg = f"unexpected {type(e).__name__}: {msg} (set {TRACEBACK_ENV}=1 for the traceback)"
+        print(f"videomae-np {args.command}: {msg}", file=sys.stderr)
         return EXIT_ERROR
     return 0
+
+
+def _run(args, train):
+    """Check the arguments (before any thread setting or file is touched), then run the command."""
+    settings = explicit = None
+    if args.command == "pretrain":
+        settings, explicit = _settings(train.PretrainSettings, args,
+                                       COMMON + ("mask_ratio", "mask_type", "loss", "data"))
+    elif args.command == "finetune":
+        settings, explicit = _settings(train.FinetuneSettings, args,
+                                       COMMON + ("init", "layer_decay", "drop_path",
+                                                 "train_clips", "eval_clips"))
+    threads = getattr(args, "threads", None)
+    if threads is not None and threads < 1:
+        raise ValueError(f"--threads: expected a positive integer, found {threads}")
+    if threads is None and args.command in ("pretrain", "finetune"):
+        threads = default_threads()
+    if threads:
+        set_threads(threads)
+    if args.command == "pretrain":
+        train.run_pretrain(settings, args.out or "runs/pretrain", resume=args.resume,
+                           explicit=explicit, log=_log)
+    elif args.command == "finetune":
+        train.run_finetune(settings, args.out or "runs/finetune", resume=args.resume,
+                           explicit=explicit, log=_log)
+    elif args.command == "ablate":
+        from . import ablate
+        ablate.run_study(args.study, args.out, seeds=args.seeds, quick=args.quick, jobs=args.jobs,
+                         log=_log)
+    elif args.command == "reconstruct":
+        train.reconstruct_video(args.model, args.video, args.out, args.mask_ratio,
+                                args.mask_type, args.seed, log=_log)
 
 
 if __name__ == "__main__":

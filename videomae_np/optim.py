@@ -142,11 +142,23 @@ class AdamW:
         self.step_count = 0                       # updates taken so far (torch's state["step"])
 
     def step(self, grads: dict, lr: float | None = None):
-        """One update of every parameter from grads (same keys); lr overrides the base rate."""
+        """One update of every parameter from grads (same keys); lr overrides the base rate.
+
+        The gradients are checked against the parameters before anything changes, and the step
+        count advances only once every parameter and moment is updated. The loop itself can still
+        be cut by an exception raised from a signal handler: train.py's Ctrl-C handler therefore
+        defers any interrupt that arrives during an update until the update is complete."""
+        shapes = {n: np.shape(g) for n, g in grads.items()}
+        missing = [n for n in self.params if n not in shapes]
+        if missing:
+            raise KeyError(f"AdamW.step: no gradient for {len(missing)} parameter(s), e.g. {missing[:3]}")
+        for n, p in self.params.items():
+            if shapes[n] != p.shape:
+                raise ValueError(f"AdamW.step: the gradient of {n} has shape {shapes[n]}, the "
+                                 f"parameter {p.shape}")
         lr = self.lr if lr is None else float(lr)
         b1, b2 = self.betas
-        self.step_count += 1
-        t = self.step_count
+        t = self.step_count + 1
         bc1 = 1.0 - b1 ** t
         bc2_sqrt = math.sqrt(1.0 - b2 ** t)
         for n, p in self.params.items():
@@ -164,6 +176,7 @@ class AdamW:
             denom /= dt(bc2_sqrt)
             denom += dt(self.eps)
             p -= dt(plr / bc1) * (m / denom)
+        self.step_count = t
 
     # --- checkpointing --------------------------------------------------------------------------
     def state_dict(self) -> dict:

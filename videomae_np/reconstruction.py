@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .fileio import atomic_write
 from .masking import visible_and_masked_indices
 from .models import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, NORM_PIX_EPS
 from .ops.patchify import patchify, unpatchify
@@ -28,6 +29,10 @@ MASK_GREY = 0.5                        # colour of the hidden patches in the "ma
 FRAME_PIXELS = 96                      # small frames are enlarged to about this width on screen
 GAP = 2                                # screen pixels between frames and between rows
 TITLE_LINE = 12                        # height of one title line (Pillow's default bitmap font)
+# picture file extension -> the Pillow format written (the bytes match the name)
+PICTURE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP",
+                   ".tif": "TIFF", ".tiff": "TIFF"}
+JPEG_QUALITY = 95                      # Pillow's default 75 blurs the patch edges visibly
 
 
 def _target_stats(cfg):
@@ -145,17 +150,28 @@ def _with_title(grid, title):
     return np.concatenate([np.asarray(banner), grid], axis=0)
 
 
-def save_picture(path, model, pixel_values, bool_masked_pos, mask_ratio=None, note: str = "") -> str:
-    """Write the reconstruction picture of these clips as a PNG; returns its one-line description."""
-    import imageio.v3 as iio
+def picture_format(path, option: str = "") -> str:
+    """The Pillow format a picture path's extension names; any other extension is refused."""
+    ext = Path(path).suffix.lower()
+    if ext not in PICTURE_FORMATS:
+        found = repr(ext) if ext else "no extension"
+        raise ValueError(f"{option + ' ' if option else ''}{path}: expected a picture name ending in "
+                         f"{', '.join(PICTURE_FORMATS)}; found {found}")
+    return PICTURE_FORMATS[ext]
 
+
+def save_picture(path, model, pixel_values, bool_masked_pos, mask_ratio=None, note: str = "") -> str:
+    """Write the reconstruction picture of these clips in the format its extension names (PNG,
+    JPEG, ...), whole or not at all; returns its one-line description."""
+    from PIL import Image
+
+    path = Path(path)
+    fmt = picture_format(path)
     recon, masked = reconstruct(model, pixel_values, bool_masked_pos)
     text = describe(model.config, mask_ratio)
     image = picture(_display(np.asarray(pixel_values, np.float64)), masked, recon,
                     f"{note}{' | ' if note else ''}{text}")
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.png")
-    iio.imwrite(tmp, image)
-    tmp.replace(path)
+    options = {"quality": JPEG_QUALITY} if fmt == "JPEG" else {}
+    atomic_write(path, lambda f: Image.fromarray(image).save(f, format=fmt, **options))
     return text
