@@ -1,56 +1,114 @@
-"""Synthetic toy clips: a shape sliding over a textured, noisy background.
+"""Synthetic toy clips: textured shapes that move over a textured, noisy background.
 
-Each clip shows one shape (disk, square or diamond) of random size and colour moving at constant
-speed in one of four directions over a static texture of random stripes, with fresh sensor noise in
-every frame. The label is the direction of motion:
+The clips are built so that VideoMAE's premise holds at toy scale (arXiv 2203.12602, section 3):
+
+* neighbouring frames are nearly alike (temporal redundancy): the background is static and the
+  objects move smoothly, so a masked patch can often be copied from the same place one frame
+  earlier -- what random masking lets a model do and tube masking forbids;
+* objects are large (several patches) and travel about one patch per tubelet, so a tube hidden in
+  every frame is crossed by an object during the clip and can be predicted only by following
+  the object's motion through the visible tubes;
+* objects and background carry texture well above the sensor noise, so the per-patch normalised
+  targets of ``norm_pix_loss`` are patterns, not amplified noise. The background texture repeats
+  every ``period`` pixels (the patch size), so a hidden background patch is predictable from
+  visible ones; an object's texture is painted in the object's own coordinates, so it moves
+  (turns, grows) with the object.
+
+The label is the kind of motion. ``classes="directions"`` (the default) has four:
 
     0 right    1 left    2 down    3 up
 
-Everything a single frame shows -- texture, shape, colour, size, start position, the noise -- is
-drawn before and independently of the label, and the shape wraps around the frame edges (the
-scene is a torus), so no start position favours a direction. The first frame is therefore the same
-for all four labels: only motion tells them apart (``render`` takes the directions as an argument,
-which is how the tests check this).
+``classes="motions"`` adds four that no translation explains (Something-Something-like):
+
+    4 clockwise    5 anticlockwise    6 approach (grows)    7 recede (shrinks)
+
+Everything a single frame shows -- texture, shapes, colours, sizes, positions, orientations, the
+noise -- is drawn before and independently of the label, and the scene is a torus (an object
+leaving one edge enters at the opposite one), so no position favours a label. The first frame is
+therefore the same for every label: only motion tells them apart (``render`` takes the labels as
+an argument, which is how the tests check this).
 
 Clips come out like the image processor's output: frames in [0, 1], normalised per channel with
 mean = std = 0.5 (IMAGENET_STANDARD), laid out (B, T, C, H, W) float32.
 
-A batch is a pure function of (seed, step, batch size): ``batch_at`` draws from
+A batch is a pure function of (seed, step, batch size, spec): ``batch_at`` draws from
 ``np.random.default_rng([seed, step])``, so a training run that resumes at step s sees exactly the
 batches an uninterrupted run would have seen.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-LABELS = ("right", "left", "down", "up")
-# unit velocity (dx, dy) per label; y grows downwards as in an image
-DIRECTIONS = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
+# name -> (dx, dy, spin, zoom): unit velocity (y grows downwards as in an image), the sign of the
+# rotation (+1 clockwise on screen) and of the growth
+MOTIONS = {
+    "right": (1.0, 0.0, 0, 0), "left": (-1.0, 0.0, 0, 0),
+    "down": (0.0, 1.0, 0, 0), "up": (0.0, -1.0, 0, 0),
+    "clockwise": (0.0, 0.0, 1, 0), "anticlockwise": (0.0, 0.0, -1, 0),
+    "approach": (0.0, 0.0, 0, 1), "recede": (0.0, 0.0, 0, -1),
+}
+CLASS_SETS = {
+    "directions": ("right", "left", "down", "up"),
+    "motions": tuple(MOTIONS),
+}
+LABELS = CLASS_SETS["directions"]          # the default class set
 SHAPES = ("disk", "square", "diamond")
-PROCESSOR_MEAN = PROCESSOR_STD = 0.5   # IMAGENET_STANDARD, the VideoMAE image processor's default
+MOVING = ("objects", "scene")
+SCENE_WAVES = 6            # gratings in a moving scene's texture
+SCENE_CYCLES = 4           # their frequencies: -4..4 whole cycles across the frame (periods >= 8 px)
+PROCESSOR_MEAN = PROCESSOR_STD = 0.5       # IMAGENET_STANDARD, the VideoMAE image processor's default
 
 
 @dataclass(frozen=True)
 class ToySpec:
-    """What the clips look like. The defaults match the toy model (8 frames of 16x16 RGB)."""
+    """What the clips look like. The defaults match the toy model (8 frames of 32x32 RGB, 4x4
+    patches, tubelets of 2 frames)."""
     frames: int = 8
-    size: int = 16                 # height = width in pixels
+    size: int = 32                 # height = width in pixels
     channels: int = 3
-    speed: tuple = (0.75, 1.5)     # pixels per frame, uniform
-    radius: tuple = (2.5, 4.0)     # half-width of the shape in pixels, uniform
+    classes: str = "directions"    # a key of CLASS_SETS
+    moving: str = "objects"        # "objects": shapes move over a static background; "scene": the
+                                   # camera moves (pan, roll, zoom) over a textured scene
+    objects: int = 1               # shapes per clip, all moving the same way (the label)
+    radius: tuple = (5.0, 8.0)     # half-width of a shape in pixels, uniform
+    speed: tuple = (1.5, 2.5)      # pixels per frame (translations), uniform: ~1 patch per tubelet
+    spin: tuple = (0.15, 0.3)      # radians per frame (rotations), uniform
+    zoom: tuple = (0.05, 0.09)     # log-scale change per frame (approach / recede), uniform
+    shade: float = 0.3             # amplitude of the linear shading across each shape (a ramp from
+                                   # one side to the other, as if lit from one side)
+    object_contrast: float = 0.0   # amplitude of a grating painted on each shape
+    object_period: tuple = (3.0, 6.0)   # its grating period in pixels, uniform
     stripes: int = 2               # sinusoidal gratings summed into the background texture
-    period: int = 4                # the texture repeats every `period` pixels (the patch size)
-    harmonics: int = 2             # grating frequencies are -h..h cycles per period in x and y
-    contrast: float = 0.15         # amplitude of the texture around its base colour
-    base: tuple = (0.3, 0.7)       # background base colour, uniform per channel
-    colour: tuple = (0.0, 1.0)     # shape colour, uniform per channel
-    noise: float = 0.03            # std of the per-frame Gaussian pixel noise (in [0, 1] units)
+    period: int = 4                # the background repeats every `period` pixels (the patch size)
+    harmonics: int = 1             # background grating frequencies: -h..h cycles per period
+    contrast: float = 0.25         # amplitude of the background texture around its base colour
+    base: tuple = (0.25, 0.75)     # background base colour, uniform per channel
+    colour: tuple = (0.1, 0.9)     # shape base colour, uniform per channel
+    noise: float = 0.02            # std of the per-frame Gaussian pixel noise (in [0, 1] units)
+
+    def __post_init__(self):
+        if self.moving not in MOVING:
+            raise ValueError(f"toy moving must be one of {', '.join(MOVING)}, got {self.moving!r}")
+        if self.classes not in CLASS_SETS:
+            raise ValueError(f"toy classes must be one of {sorted(CLASS_SETS)}, got {self.classes!r}")
+
+    @property
+    def labels(self):
+        return CLASS_SETS[self.classes]
+
+    @property
+    def num_classes(self):
+        return len(self.labels)
 
     def to_dict(self):
         return asdict(self)
+
+    @classmethod
+    def field_names(cls):
+        return tuple(f.name for f in fields(cls))
 
 
 def normalise(frames):
@@ -65,66 +123,152 @@ def denormalise(pixel_values):
 
 @dataclass
 class Scenes:
-    """Everything about a batch of clips except the direction of motion; all arrays lead with B."""
+    """Everything about a batch of clips except the motion; arrays lead with B (and K objects)."""
     background: np.ndarray   # (B, C, S, S) in [0, 1]
-    shape: np.ndarray        # (B,) index into SHAPES
-    colour: np.ndarray       # (B, C)
-    radius: np.ndarray       # (B,)
-    start: np.ndarray        # (B, 2) centre (x, y) at frame 0
-    speed: np.ndarray        # (B,)
+    shape: np.ndarray        # (B, K) index into SHAPES
+    colour: np.ndarray       # (B, K, C) base colour of each shape
+    radius: np.ndarray       # (B, K)
+    start: np.ndarray        # (B, K, 2) centre (x, y) at frame 0
+    angle: np.ndarray        # (B, K) orientation at frame 0
+    speed: np.ndarray        # (B, K) pixels per frame, if translating
+    spin: np.ndarray         # (B, K) radians per frame, if turning
+    zoom: np.ndarray         # (B, K) log-scale per frame, if growing or shrinking
+    wave: np.ndarray         # (B, K, 2) the shape's grating wave vector (cycles per pixel)
+    phase: np.ndarray        # (B, K)
+    tint: np.ndarray         # (B, K, C) per-channel weight of the shape's grating
+    light: np.ndarray        # (B, K, 2) unit direction of the shading ramp, in the shape's frame
+    shade_tint: np.ndarray   # (B, K, C) per-channel sign and weight of the ramp
+    scene_cycles: np.ndarray  # (B, G, 2) whole cycles across the frame of a moving scene's gratings
+    scene_phase: np.ndarray   # (B, G)
+    scene_tint: np.ndarray    # (B, G, C)
     noise: np.ndarray        # (B, T, C, S, S) standard normal
+
+
+def _background(rng, batch, spec):
+    S, C, k = spec.size, spec.channels, spec.stripes
+    yy, xx = np.mgrid[0:S, 0:S] / S                                          # (S, S) in [0, 1)
+    # gratings whose wave vectors are whole multiples of 1/period in x and y repeat every
+    # `period` pixels: with period = patch size every background patch looks alike (up to the
+    # noise), so a hidden one is predictable from the visible ones
+    fx = rng.integers(-spec.harmonics, spec.harmonics + 1, (batch, k))
+    fy = rng.integers(-spec.harmonics, spec.harmonics + 1, (batch, k))
+    fy = np.where((fx == 0) & (fy == 0), 1, fy)                               # no flat gratings
+    phase = rng.uniform(0.0, 2 * np.pi, (batch, k))
+    weights = _signed_weights(rng, (batch, k, C))
+    base = rng.uniform(*spec.base, (batch, C))
+    arg = (fx[:, :, None, None] * xx + fy[:, :, None, None] * yy) * (S / spec.period)
+    waves = np.sin(2 * np.pi * arg + phase[:, :, None, None])                # (B, k, S, S)
+    texture = np.einsum("bkyx,bkc->bcyx", waves, weights) / np.sqrt(k)
+    return np.clip(base[:, :, None, None] + spec.contrast * texture, 0.0, 1.0)
 
 
 def draw_scenes(rng, batch, spec: ToySpec = ToySpec()) -> Scenes:
     """Draw the label-independent part of `batch` clips."""
-    S, C, T = spec.size, spec.channels, spec.frames
-    yy, xx = np.mgrid[0:S, 0:S] / S                                         # (S, S) in [0, 1)
-    # texture: a base colour plus `stripes` gratings whose wave vectors are whole multiples of
-    # 1/period in x and y, so the texture repeats every `period` pixels in both directions: with
-    # period = patch size every background patch looks alike, as far as the noise lets it, and a
-    # masked one can be told from the visible ones (the predictable part of the reconstruction)
-    k = spec.stripes
-    fx = rng.integers(-spec.harmonics, spec.harmonics + 1, (batch, k))
-    fy = rng.integers(-spec.harmonics, spec.harmonics + 1, (batch, k))
-    fy = np.where((fx == 0) & (fy == 0), 1, fy)                              # no flat gratings
-    phase = rng.uniform(0.0, 2 * np.pi, (batch, k))
-    weights = rng.uniform(-1.0, 1.0, (batch, k, C))
-    base = rng.uniform(*spec.base, (batch, C))
-    arg = (fx[:, :, None, None] * xx + fy[:, :, None, None] * yy) * (S / spec.period)
-    waves = np.sin(2 * np.pi * arg + phase[:, :, None, None])               # (B, k, S, S)
-    texture = np.einsum("bkyx,bkc->bcyx", waves, weights) / k
-    background = np.clip(base[:, :, None, None] + spec.contrast * texture, 0.0, 1.0)
+    S, C, T, K = spec.size, spec.channels, spec.frames, spec.objects
+    background = _background(rng, batch, spec)
+    direction = rng.uniform(0.0, 2 * np.pi, (batch, K))
+    period = rng.uniform(*spec.object_period, (batch, K))
+    light = rng.uniform(0.0, 2 * np.pi, (batch, K))
     return Scenes(
         background=background,
-        shape=rng.integers(0, len(SHAPES), batch),
-        colour=rng.uniform(*spec.colour, (batch, C)),
-        radius=rng.uniform(*spec.radius, batch),
-        start=rng.uniform(0.0, S, (batch, 2)),
-        speed=rng.uniform(*spec.speed, batch),
+        shape=rng.integers(0, len(SHAPES), (batch, K)),
+        colour=rng.uniform(*spec.colour, (batch, K, C)),
+        radius=rng.uniform(*spec.radius, (batch, K)),
+        start=rng.uniform(0.0, S, (batch, K, 2)),
+        angle=rng.uniform(0.0, 2 * np.pi, (batch, K)),
+        speed=rng.uniform(*spec.speed, (batch, K)),
+        spin=rng.uniform(*spec.spin, (batch, K)),
+        zoom=rng.uniform(*spec.zoom, (batch, K)),
+        wave=np.stack([np.cos(direction), np.sin(direction)], -1) / period[..., None],
+        phase=rng.uniform(0.0, 2 * np.pi, (batch, K)),
+        tint=rng.uniform(-1.0, 1.0, (batch, K, C)),
+        light=np.stack([np.cos(light), np.sin(light)], -1),
+        shade_tint=_signed_weights(rng, (batch, K, C)),
+        scene_cycles=_nonzero_cycles(rng, (batch, SCENE_WAVES)),
+        scene_phase=rng.uniform(0.0, 2 * np.pi, (batch, SCENE_WAVES)),
+        scene_tint=rng.uniform(-1.0, 1.0, (batch, SCENE_WAVES, C)),
         noise=rng.standard_normal((batch, T, C, S, S)),
     )
 
 
+def _signed_weights(rng, shape):
+    """Per-channel weights of random sign and magnitude in [0.5, 1]: no channel is left nearly
+    flat, which per-channel normalisation (norm_pix_loss) would turn into amplified noise."""
+    return rng.choice([-1.0, 1.0], shape) * rng.uniform(0.5, 1.0, shape)
+
+
+def _nonzero_cycles(rng, shape):
+    c = rng.integers(-SCENE_CYCLES, SCENE_CYCLES + 1, shape + (2,))
+    c[..., 1] = np.where((c[..., 0] == 0) & (c[..., 1] == 0), 1, c[..., 1])
+    return c
+
+
+def _motion_table(spec):
+    return np.array([MOTIONS[name] for name in spec.labels])                 # (classes, 4)
+
+
 def render(scenes: Scenes, labels, spec: ToySpec = ToySpec()):
-    """Scenes + directions (B,) -> clips (B, T, C, S, S) float32, processor-normalised."""
+    """Scenes + motion labels (B,) -> clips (B, T, C, S, S) float32, processor-normalised."""
     labels = np.asarray(labels)
-    S, T = spec.size, spec.frames
-    t = np.arange(T)
-    velocity = DIRECTIONS[labels] * scenes.speed[:, None]                   # (B, 2)
-    centre = scenes.start[:, None, :] + velocity[:, None, :] * t[None, :, None]   # (B, T, 2)
+    S, T, B = spec.size, spec.frames, len(labels)
+    motion = _motion_table(spec)[labels]                                     # (B, 4)
+    t = np.arange(T)[None, :, None]                                          # (1, T, 1)
     pix = np.arange(S) + 0.5                                                 # pixel centres
-    # signed offsets on the torus: the shape leaving one edge enters at the opposite one
-    dx = (pix[None, None, None, :] - centre[:, :, 0, None, None] + S / 2) % S - S / 2   # (B, T, 1, S)
-    dy = (pix[None, None, :, None] - centre[:, :, 1, None, None] + S / 2) % S - S / 2   # (B, T, S, 1)
-    ax, ay = np.abs(dx), np.abs(dy)
-    dist = np.where(scenes.shape[:, None, None, None] == 0, np.sqrt(dx * dx + dy * dy),
-                    np.where(scenes.shape[:, None, None, None] == 1, np.maximum(ax, ay),
-                             (ax + ay) / np.sqrt(2.0)))                      # (B, T, S, S)
-    # coverage with a one-pixel soft edge, so sub-pixel motion is visible
-    cover = np.clip(scenes.radius[:, None, None, None] - dist + 0.5, 0.0, 1.0)[:, :, None]  # (B, T, 1, S, S)
-    frames = (scenes.background[:, None] * (1.0 - cover)
-              + scenes.colour[:, None, :, None, None] * cover
-              + spec.noise * scenes.noise)
+    px = np.broadcast_to(pix[None, None, None, :], (B, T, S, S))             # x along the last axis
+    py = np.broadcast_to(pix[None, None, :, None], (B, T, S, S))
+    # what moves: each shape by itself (cx, cy, theta, scale per shape), or the camera (all
+    # pixels map to scene points; the shapes then stay put in the scene)
+    if spec.moving == "scene":
+        m = motion[:, None, None, None, :]                                   # (B, 1, 1, 1, 4)
+        v, w, g = (a[:, 0, None, None, None] for a in (scenes.speed, scenes.spin, scenes.zoom))
+        tt = np.arange(T)[None, :, None, None]
+        th, z = m[..., 2] * w * tt, np.exp(m[..., 3] * g * tt)                # (B, T, 1, 1)
+        ox, oy = px - S / 2, py - S / 2                                      # about the frame centre
+        c, s_ = np.cos(th), np.sin(th)
+        sx = (c * ox + s_ * oy) / z + S / 2 - m[..., 0] * v * tt             # scene coordinates
+        sy = (-s_ * ox + c * oy) / z + S / 2 - m[..., 1] * v * tt
+        arg = (scenes.scene_cycles[:, None, :, 0, None, None] * sx[:, :, None]
+               + scenes.scene_cycles[:, None, :, 1, None, None] * sy[:, :, None]) / S
+        waves = np.sin(2 * np.pi * arg + scenes.scene_phase[:, None, :, None, None])   # (B, T, G, S, S)
+        texture = np.einsum("btgyx,bgc->btcyx", waves, scenes.scene_tint) / np.sqrt(SCENE_WAVES)
+        base = scenes.background.mean(axis=(2, 3))                           # (B, C) its base colour
+        frames = np.clip(base[:, None, :, None, None] + spec.contrast * texture, 0.0, 1.0)
+        cx, cy = np.broadcast_to(scenes.start[:, None, :, 0], (B, T, spec.objects)), \
+            np.broadcast_to(scenes.start[:, None, :, 1], (B, T, spec.objects))
+        theta = np.broadcast_to(scenes.angle[:, None, :], (B, T, spec.objects))
+        scale = np.ones((B, T, spec.objects))
+        zoom_px = z                                                          # screen px per scene px
+    else:
+        sp = scenes.speed[:, None, :]                                        # (B, 1, K)
+        cx = scenes.start[:, None, :, 0] + motion[:, None, None, 0] * sp * t  # (B, T, K)
+        cy = scenes.start[:, None, :, 1] + motion[:, None, None, 1] * sp * t
+        theta = scenes.angle[:, None, :] + motion[:, None, None, 2] * scenes.spin[:, None, :] * t
+        scale = np.exp(motion[:, None, None, 3] * scenes.zoom[:, None, :] * t)             # 1 at frame 0
+        frames = np.broadcast_to(scenes.background[:, None], (B, T) + scenes.background.shape[1:]).copy()
+        sx, sy, zoom_px = px, py, 1.0
+    for k in range(spec.objects):                                            # painter's order
+        # signed offsets on the torus, (B, T, S, S)
+        dx = (sx - cx[:, :, k, None, None] + S / 2) % S - S / 2
+        dy = (sy - cy[:, :, k, None, None] + S / 2) % S - S / 2
+        c, s, z = (np.cos(theta[:, :, k])[..., None, None], np.sin(theta[:, :, k])[..., None, None],
+                   scale[:, :, k][..., None, None])
+        ux, uy = (c * dx + s * dy) / z, (-s * dx + c * dy) / z               # the shape's own frame
+        ax, ay = np.abs(ux), np.abs(uy)
+        kind = scenes.shape[:, k, None, None, None]
+        dist = np.where(kind == 0, np.sqrt(ux * ux + uy * uy),
+                        np.where(kind == 1, np.maximum(ax, ay), (ax + ay) / np.sqrt(2.0)))
+        # coverage with a one-pixel soft edge (in screen pixels), so sub-pixel motion is visible
+        cover = np.clip((scenes.radius[:, k, None, None, None] - dist) * z * zoom_px + 0.5, 0.0, 1.0)
+        grating = np.sin(2 * np.pi * (scenes.wave[:, k, 0, None, None, None] * ux
+                                      + scenes.wave[:, k, 1, None, None, None] * uy)
+                         + scenes.phase[:, k, None, None, None])              # (B, T, S, S)
+        ramp = (scenes.light[:, k, 0, None, None, None] * ux
+                + scenes.light[:, k, 1, None, None, None] * uy) / scenes.radius[:, k, None, None, None]
+        paint = (scenes.colour[:, k, None, :, None, None]
+                 + spec.object_contrast * scenes.tint[:, k, None, :, None, None] * grating[:, :, None]
+                 + spec.shade * scenes.shade_tint[:, k, None, :, None, None] * ramp[:, :, None])
+        frames += cover[:, :, None] * (paint - frames)
+    frames += spec.noise * scenes.noise
     return normalise(np.clip(frames, 0.0, 1.0))
 
 
@@ -140,7 +284,7 @@ def batch_at(seed: int, step: int, batch_size: int, spec: ToySpec = ToySpec()):
     """
     rng = np.random.default_rng([int(seed), int(step)])
     scenes = draw_scenes(rng, batch_size, spec)
-    labels = balanced_labels(rng, batch_size)
+    labels = balanced_labels(rng, batch_size, spec.num_classes)
     return render(scenes, labels, spec), labels
 
 

@@ -1,0 +1,393 @@
+"""``videomae-np ablate STUDY``: the paper's ablations at toy scale, beside the paper's numbers.
+
+A study is a list of arms that differ in one thing (the masking, the ratio, the decoder depth, the
+loss, the data); every arm gets the same budget and the same seeds. One job is (arm, seed):
+
+    pretrain (unless the arm starts from scratch)  ->  fine-tune on labelled toy clips
+    ->  held-out accuracy (the metric) and the final reconstruction loss
+
+Arms that pretrain identically (the paper's default recipe appears in every study) share one
+pretraining run per seed: runs are kept under ``DIR/runs/`` by a digest of their settings, and a
+job whose results exist is not run again, so an interrupted study restarts where it stopped.
+
+Writes ``DIR/STUDY.json`` (arms, settings, per-seed results, mean and std, commit, wall time),
+``DIR/STUDY.md`` (a table with the paper's number beside ours, and what disagrees) and
+``DIR/STUDY.png`` (means with error bars over seeds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import dataclasses
+import hashlib
+import json
+import math
+import multiprocessing as mp
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .fileio import atomic_write_text
+
+
+# ------------------------------------------------------------------------------------------------
+# what a study is
+# ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Arm:
+    name: str
+    pretrain: dict | None = field(default_factory=dict)   # PretrainSettings overrides; None = scratch
+    finetune: dict = field(default_factory=dict)          # FinetuneSettings overrides
+    paper: float | None = None                            # the paper's SSv2 top-1 (%) for this arm
+    x: float | None = None                                # position on the plot's x axis, if numeric
+    series: str = ""                                      # curves of one plot (e.g. pretrained, scratch)
+
+
+@dataclass(frozen=True)
+class Budget:
+    pretrain_steps: int
+    finetune_steps: int
+    train_clips: int
+    eval_clips: int
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    title: str
+    source: str                     # where the paper's numbers come from
+    arms: tuple
+    hypothesis: str                 # printed when our ordering disagrees with the paper's
+    xlabel: str = ""
+
+
+FULL = Budget(pretrain_steps=1500, finetune_steps=600, train_clips=1024, eval_clips=512)
+QUICK = Budget(pretrain_steps=120, finetune_steps=60, train_clips=128, eval_clips=128)
+
+TUBE90 = dict(mask_type="tube", mask_ratio=0.9)
+
+STUDIES = {s.name: s for s in (
+    Study(
+        "masking", "Masking strategy", "Table 1b (ViT-B, SSv2 top-1); running cell: VideoMAE V2",
+        (Arm("tube 90%", TUBE90, paper=69.6),
+         Arm("tube 75%", dict(mask_type="tube", mask_ratio=0.75), paper=68.0),
+         Arm("random 90%", dict(mask_type="random", mask_ratio=0.9), paper=68.3),
+         Arm("frame 87.5%", dict(mask_type="frame", mask_ratio=0.875), paper=61.5),
+         Arm("running cell 75%", dict(mask_type="running_cell", mask_ratio=0.75)),
+         Arm("no pretraining", None, paper=32.6)),
+        "the toy's objects move about one patch per tubelet, so the same place in the next frame "
+        "rarely holds the same content: random masking leaks less than on real video, where most "
+        "of a frame is static; frame masking keeps whole frames, from which a 4-slot clip is "
+        "mostly predictable."),
+    Study(
+        "ratio", "Masking ratio (tube)", "Figure 3 (SSv2 top-1, read off the figure)",
+        tuple(Arm(f"tube {int(r * 100)}%", dict(mask_type="tube", mask_ratio=r), paper=p, x=r * 100)
+              for r, p in ((0.5, 65.2), (0.75, 68.0), (0.9, 69.6), (0.95, 69.3))),
+        "at 8x8 patches a frame, 95% leaves 3 visible patches per slot: too few to locate a "
+        "5-8 px object in most clips, where ViT-B at 14x14 patches still sees 10.",
+        xlabel="masking ratio (%)"),
+    Study(
+        "decoder", "Decoder depth", "Table 1a (SSv2 top-1)",
+        tuple(Arm(f"{d} block{'s' if d > 1 else ''}", dict(TUBE90, model=dict(decoder_num_hidden_layers=d)),
+                  paper=p, x=d)
+              for d, p in ((1, 68.5), (2, 69.2), (4, 69.6))),
+        "the toy encoder has 4 layers of width 64 and the budget is minutes: a deeper decoder "
+        "takes more of the reconstruction off the encoder, as the paper argues, but also slows "
+        "every step, and at this budget fewer updates reach the encoder.",
+        xlabel="decoder blocks"),
+    Study(
+        "loss", "Reconstruction loss and target", "Table 1f (SSv2 top-1, on normalised pixels)",
+        (Arm("MSE, norm-pix", dict(TUBE90, loss="mse"), paper=69.6),
+         Arm("L1, norm-pix", dict(TUBE90, loss="l1"), paper=69.1),
+         Arm("smooth L1, norm-pix", dict(TUBE90, loss="smooth_l1"), paper=68.9),
+         Arm("MSE, raw pixels", dict(TUBE90, loss="mse", model=dict(norm_pix_loss=False)))),
+        "on the toy a patch is either flat-ish background texture or a few object pixels; "
+        "which target carries more motion signal depends on the texture contrast, and the paper "
+        "reports differences of at most 0.7 points, below our seed-to-seed spread."),
+    Study(
+        "data", "Data efficiency and pretraining data",
+        "Table 2 (scratch vs VideoMAE), Table 1e / section 4.4 (data quality over quantity)",
+        tuple(Arm(f"{kind}, {n} labelled", TUBE90 if kind == "pretrained" else None,
+                  finetune=dict(train_clips=n), x=n, series=kind)
+              for kind in ("pretrained", "scratch") for n in (128, 512, 2048))
+        + (Arm("pretrained on 256 clips", dict(TUBE90, pretrain_clips=256), series="pretraining set"),
+           Arm("pretrained on 2048 clips", dict(TUBE90, pretrain_clips=2048), series="pretraining set"),
+           Arm("pretrained on still clips", dict(TUBE90, toy=dict(speed=(0.0, 0.0), spin=(0.0, 0.0),
+                                                                  zoom=(0.0, 0.0))),
+               series="pretraining set")),
+        "the paper's small sets are real videos with thousands of clips; ours are generated, "
+        "and a toy model from scratch fits a few hundred clips without generalising.",
+        xlabel="labelled clips"),
+)}
+
+
+# ------------------------------------------------------------------------------------------------
+# one job
+# ------------------------------------------------------------------------------------------------
+def _digest(obj) -> str:
+    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=list).encode()).hexdigest()[:10]
+
+
+def _pretrain_settings(arm: Arm, budget: Budget, seed: int):
+    from .train import PretrainSettings
+    over = dict(arm.pretrain)
+    return PretrainSettings(steps=budget.pretrain_steps, seed=seed, log_every=10**9, save_every=500, **over)
+
+
+def _finetune_settings(arm: Arm, budget: Budget, seed: int, init):
+    from .train import FinetuneSettings
+    over = dict(dict(train_clips=budget.train_clips, eval_clips=budget.eval_clips), **arm.finetune)
+    toy = (arm.pretrain or {}).get("toy", {})
+    model = {k: v for k, v in (arm.pretrain or {}).get("model", {}).items()}
+    if toy and init:          # pretraining on other clips: fine-tune on the default ones
+        toy = {}
+    return FinetuneSettings(steps=budget.finetune_steps, seed=seed, init=init, toy=toy,
+                            model={} if init else model, log_every=10**9, save_every=10**9, **over)
+
+
+def _job(root: str, arm: Arm, budget: Budget, seed: int) -> dict:
+    """Pretrain (or reuse) and fine-tune one arm with one seed; returns its result record."""
+    from .cli import set_threads
+    from . import train
+    set_threads(1)
+    root = Path(root)
+    t0 = time.perf_counter()
+    result = {"arm": arm.name, "seed": seed}
+    init = None
+    if arm.pretrain is not None:
+        ps = _pretrain_settings(arm, budget, seed)
+        pdir = root / "pretrain" / f"{_digest(ps.to_dict())}-s{seed}"
+        state = train.read_state(pdir)
+        if state is None or state["step"] < ps.steps or not (pdir / "model.safetensors").is_file():
+            with open(root / "log.txt", "a") as f:
+                log = lambda m: print(m, file=f, flush=True)
+                train.run_pretrain(ps, pdir, resume=state is not None, log=log)
+        hist = [r["loss"] for r in train.read_metrics(pdir)]
+        result["pretrain_dir"] = str(pdir.relative_to(root.parent))
+        result["reconstruction_loss"] = float(np.mean(hist[-50:]))
+        init = str(pdir)
+    fs = _finetune_settings(arm, budget, seed, init)
+    fdir = root / "finetune" / f"{_digest(fs.to_dict())}-s{seed}"
+    metrics_file = fdir / train.METRICS_JSON
+    if not metrics_file.is_file():
+        state = train.read_state(fdir)
+        with open(root / "log.txt", "a") as f:
+            log = lambda m: print(m, file=f, flush=True)
+            train.run_finetune(fs, fdir, resume=state is not None, log=log)
+    metrics = json.loads(metrics_file.read_text())
+    result.update(accuracy=metrics["eval_accuracy"], train_accuracy=metrics["train_accuracy"],
+                  finetune_dir=str(fdir.relative_to(root.parent)), seconds=round(time.perf_counter() - t0, 1))
+    return result
+
+
+# ------------------------------------------------------------------------------------------------
+# the study
+# ------------------------------------------------------------------------------------------------
+def _commit():
+    try:
+        here = Path(__file__).resolve().parent
+        out = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=10)
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return out.stdout.strip() + ("+changes" if dirty else "") if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def summarise(study: Study, records: list) -> list:
+    """Per arm: mean and std (over seeds) of the accuracy (in %) and the reconstruction loss."""
+    rows = []
+    for arm in study.arms:
+        rs = [r for r in records if r["arm"] == arm.name]
+        acc = [100 * r["accuracy"] for r in rs]
+        rec = [r["reconstruction_loss"] for r in rs if "reconstruction_loss" in r]
+        rows.append({
+            "arm": arm.name, "paper": arm.paper, "x": arm.x, "series": arm.series, "seeds": len(rs),
+            "accuracy_mean": float(np.mean(acc)) if acc else None,
+            "accuracy_std": float(np.std(acc, ddof=1)) if len(acc) > 1 else 0.0,
+            "accuracy_per_seed": acc,
+            "reconstruction_loss_mean": float(np.mean(rec)) if rec else None,
+            "reconstruction_loss_std": float(np.std(rec, ddof=1)) if len(rec) > 1 else (0.0 if rec else None),
+        })
+    return rows
+
+
+def _agreement(rows) -> str:
+    """How our ordering of the arms compares with the paper's, over the arms it reports."""
+    both = [r for r in rows if r["paper"] is not None and r["accuracy_mean"] is not None]
+    if len(both) < 2:
+        return ""
+    paper_best = max(both, key=lambda r: r["paper"])
+    ours_best = max(both, key=lambda r: r["accuracy_mean"])
+    pairs = agree = 0
+    for i in range(len(both)):
+        for j in range(i + 1, len(both)):
+            a, b = both[i], both[j]
+            if a["paper"] == b["paper"]:
+                continue
+            pairs += 1
+            agree += (a["paper"] > b["paper"]) == (a["accuracy_mean"] > b["accuracy_mean"])
+    # a difference smaller than the spread of the seeds is not an ordering
+    close = [f"{a['arm']} vs {b['arm']}" for i, a in enumerate(both) for b in both[i + 1:]
+             if abs(a["accuracy_mean"] - b["accuracy_mean"]) < max(a["accuracy_std"], b["accuracy_std"])]
+    text = (f"The paper's best arm is **{paper_best['arm']}** ({paper_best['paper']}); ours is "
+            f"**{ours_best['arm']}** ({ours_best['accuracy_mean']:.1f} ± {ours_best['accuracy_std']:.1f}). "
+            f"Of the {pairs} pairs of arms the paper orders, we order {agree} the same way.")
+    if close:
+        text += " Within one standard deviation of each other (no order can be read): " + "; ".join(close) + "."
+    return text
+
+
+def write_markdown(path: Path, study: Study, rows, meta) -> str:
+    lines = [f"# {study.title} (`videomae-np ablate {study.name}`)", "",
+             f"Toy scale: {meta['budget']['pretrain_steps']} pretraining steps, "
+             f"{meta['budget']['finetune_steps']} fine-tuning steps on {meta['budget']['train_clips']} "
+             f"labelled clips (unless the arm says otherwise), held-out accuracy on "
+             f"{meta['budget']['eval_clips']} clips, chance {100 / meta['classes']:.0f}%; "
+             f"seeds {meta['seeds']}; commit {meta['commit']}; wall time {meta['wall_s'] / 60:.1f} min"
+             f"{' (--quick: a first look, not a result)' if meta['quick'] else ''}.",
+             f"Paper: {study.source}; ViT-B, 800 epochs on SSv2.", "",
+             "| arm | held-out accuracy % (mean ± std) | per seed | reconstruction loss | paper (SSv2 top-1 %) |",
+             "|---|---:|---|---:|---:|"]
+    for r in rows:
+        acc = "—" if r["accuracy_mean"] is None else f"{r['accuracy_mean']:.1f} ± {r['accuracy_std']:.1f}"
+        per = ", ".join(f"{a:.1f}" for a in r["accuracy_per_seed"])
+        rec = ("—" if r["reconstruction_loss_mean"] is None
+               else f"{r['reconstruction_loss_mean']:.3f} ± {r['reconstruction_loss_std']:.3f}")
+        paper = "—" if r["paper"] is None else f"{r['paper']}"
+        lines.append(f"| {r['arm']} | {acc} | {per} | {rec} | {paper} |")
+    agreement = _agreement(rows)
+    lines += ["", agreement] if agreement else []
+    if agreement and "the same way" in agreement:
+        n = agreement.split("Of the ")[1].split(" pairs")[0]
+        same = agreement.split("we order ")[1].split(" the same")[0]
+        if same != n:
+            lines += ["", f"Where we differ, a hypothesis: {study.hypothesis}"]
+    lines += ["", "Reconstruction losses of arms with different targets or losses are not comparable "
+              "with each other.", ""]
+    text = "\n".join(lines)
+    atomic_write_text(path, text)
+    return text
+
+
+def write_plot(path: Path, study: Study, rows, meta):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    chance = 100 / meta["classes"]
+    done = [r for r in rows if r["accuracy_mean"] is not None]
+    numeric = [r for r in done if r["x"] is not None]
+    if numeric and len(numeric) == len(done):
+        for series in dict.fromkeys(r["series"] for r in done):
+            rs = sorted((r for r in done if r["series"] == series), key=lambda r: r["x"])
+            ax.errorbar([r["x"] for r in rs], [r["accuracy_mean"] for r in rs],
+                        yerr=[r["accuracy_std"] for r in rs], marker="o", capsize=4, label=series or "ours")
+            if any(r["paper"] is not None for r in rs):
+                ax2 = ax.twinx()
+                ps = [r for r in rs if r["paper"] is not None]
+                ax2.plot([r["x"] for r in ps], [r["paper"] for r in ps], "s--", color="grey", label="paper")
+                ax2.set_ylabel("paper: SSv2 top-1 (%)", color="grey")
+                ax2.legend(loc="lower right", fontsize=8)
+        if study.name == "data":
+            ax.set_xscale("log", base=2)
+        ax.set_xlabel(study.xlabel)
+    else:
+        pos = np.arange(len(done))
+        ax.bar(pos, [r["accuracy_mean"] for r in done], yerr=[r["accuracy_std"] for r in done], capsize=4,
+               color="tab:blue", alpha=0.8, label="ours (mean ± std over seeds)")
+        papers = [(i, r["paper"]) for i, r in enumerate(done) if r["paper"] is not None]
+        if papers:
+            ax.scatter([p[0] for p in papers], [p[1] for p in papers], marker="D", color="black", zorder=3,
+                       label="paper: SSv2 top-1 (%)")
+        ax.set_xticks(pos)
+        ax.set_xticklabels([r["arm"] for r in done], rotation=20, ha="right", fontsize=8)
+    ax.axhline(chance, color="red", lw=0.8, ls=":", label=f"chance ({chance:.0f}%)")
+    ax.set_ylabel("held-out accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title(f"{study.title}: toy scale, {len(meta['seeds'])} seeds"
+                 + (" (--quick)" if meta["quick"] else ""), fontsize=10)
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def run_study(name: str, out, seeds: int = 3, quick: bool = False, jobs: int | None = None, log=print):
+    """Run (or finish) one study into `out`; returns the summary rows."""
+    from .data import toy
+    if name not in STUDIES:
+        raise ValueError(f"study must be one of {', '.join(STUDIES)}; got {name!r}")
+    if seeds < 1:
+        raise ValueError(f"--seeds must be at least 1, got {seeds}")
+    study = STUDIES[name]
+    budget = QUICK if quick else FULL
+    out = Path(out)
+    root = out / ("runs-quick" if quick else "runs")
+    root.mkdir(parents=True, exist_ok=True)
+    work = [(arm, s) for s in range(seeds) for arm in study.arms]
+    jobs = jobs or min(os.cpu_count() or 1, 2)
+    log(f"ablate {name}: {len(study.arms)} arms x {seeds} seeds = {len(work)} jobs, {jobs} at a time, "
+        f"runs in {root} (restartable: finished jobs are kept)")
+    t0 = time.perf_counter()
+    records = []
+    ctx = mp.get_context("spawn")        # fresh interpreters: no thread pools carried over a fork
+    with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        futures = {pool.submit(_job, str(root), arm, budget, s): (arm, s) for arm, s in work}
+        try:
+            for i, fut in enumerate(cf.as_completed(futures), 1):
+                arm, s = futures[fut]
+                r = fut.result()
+                records.append(r)
+                rec = (f", reconstruction loss {r['reconstruction_loss']:.3f}"
+                       if "reconstruction_loss" in r else "")
+                elapsed = time.perf_counter() - t0
+                eta = elapsed / i * (len(work) - i)
+                log(f"[{i:>2d}/{len(work)}] {arm.name:<26s} seed {s}: accuracy {100 * r['accuracy']:5.1f}%"
+                    f"{rec}  ({r['seconds']:.0f} s; elapsed {elapsed / 60:.1f} min, ETA {eta / 60:.1f} min)")
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+    wall = time.perf_counter() - t0
+    order = {(a.name, s): k for k, (a, s) in enumerate(work)}
+    records.sort(key=lambda r: order[(r["arm"], r["seed"])])
+    rows = summarise(study, records)
+    meta = {"study": name, "title": study.title, "source": study.source, "quick": quick,
+            "seeds": list(range(seeds)), "budget": dataclasses.asdict(budget), "commit": _commit(),
+            "wall_s": round(wall, 1), "classes": toy.ToySpec().num_classes,
+            "arms": [dataclasses.asdict(a) for a in study.arms]}
+    stem = name + ("-quick" if quick else "")
+    atomic_write_text(out / f"{stem}.json", json.dumps(
+        {**meta, "summary": rows, "results": records}, indent=2, default=list) + "\n")
+    write_markdown(out / f"{stem}.md", study, rows, meta)
+    write_plot(out / f"{stem}.png", study, rows, meta)
+    log(f"wrote {out / (stem + '.json')}, .md and .png in {wall / 60:.1f} min")
+    for r in rows:
+        paper = f"   paper {r['paper']}" if r["paper"] is not None else ""
+        log(f"  {r['arm']:<26s} {r['accuracy_mean']:5.1f} ± {r['accuracy_std']:4.1f} %{paper}")
+    return rows
+
+
+def add_arguments(p: argparse.ArgumentParser):
+    p.add_argument("study", choices=tuple(STUDIES), help="which ablation: " + ", ".join(
+        f"{s.name} ({s.source.split(' (')[0]})" for s in STUDIES.values()))
+    p.add_argument("--out", default="results", help="folder for STUDY.json/.md/.png and the runs (default results)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per arm (default 3)")
+    p.add_argument("--quick", action="store_true",
+                   help=f"a first look in minutes ({QUICK.pretrain_steps} pretraining steps, "
+                        f"{QUICK.finetune_steps} fine-tuning steps): writes STUDY-quick.*")
+    p.add_argument("--jobs", type=int, help="jobs at once, one thread each (default: 2 or the cores)")
