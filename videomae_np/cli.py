@@ -4,6 +4,9 @@
     videomae-np finetune    [--init runs/pretrain] [--out runs/finetune] [--steps N] [--resume] ...
     videomae-np reconstruct --model runs/pretrain --video clip.mp4 [--out picture.png]
     videomae-np ablate      STUDY [--out results] [--seeds 3] [--quick]   (the paper's ablations)
+    videomae-np trace       --model DIR (--random SEED | --video FILE) --out TAPE.safetensors [--grad]
+    videomae-np compare     A.safetensors B.safetensors [--rtol R] [--atol A]
+    videomae-np convert     --from original CKPT.pth --out DIR
     videomae-np bench       (timings against transformers; see videomae_np.bench)
 
 Exit codes: 0 done, 1 error (including a non-finite loss), 2 a malformed command line (argparse),
@@ -146,6 +149,20 @@ def build_parser():
                                    "are kept under OUT/runs and reused.")
     ablate.add_arguments(a)
 
+    from . import convert, tape
+    t = sub.add_parser("trace", help="record every named intermediate of a forward (and backward) pass",
+                       description="Run a model and keep every intermediate under transformers' "
+                                   "module paths in a safetensors tape (docs/tape_format.md).")
+    tape.add_trace_arguments(t)
+    c = sub.add_parser("compare", help="diff two tapes tensor by tensor; names the first divergence",
+                       description="A table of every tensor of two tapes in execution order with max "
+                                   "abs and rel differences; exit 1 when any is beyond tolerance.")
+    tape.add_compare_arguments(c)
+    v = sub.add_parser("convert", help="original VideoMAE / VideoMAE V2 .pth -> config.json + model.safetensors",
+                       description="Convert a checkpoint of the original repositories (never executing "
+                                   "pickle) into a folder that videomae_np and transformers load.")
+    convert.add_arguments(v)
+
     b = sub.add_parser("bench", help="timings against transformers (videomae_np.bench)", add_help=False)
     b.add_argument("rest", nargs=argparse.REMAINDER)
     return parser
@@ -193,7 +210,7 @@ def main(argv=None):
     from . import train
 
     try:
-        _run(args, train)
+        status = _run(args, train)
     except train.TrainingInterrupted as e:
         print(str(e), file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -209,7 +226,7 @@ def main(argv=None):
             msg = f"unexpected {type(e).__name__}: {msg} (set {TRACEBACK_ENV}=1 for the traceback)"
         print(f"videomae-np {args.command}: {msg}", file=sys.stderr)
         return EXIT_ERROR
-    return 0
+    return status or 0
 
 
 def _run(args, train):
@@ -242,6 +259,13 @@ def _run(args, train):
     elif args.command == "reconstruct":
         train.reconstruct_video(args.model, args.video, args.out, args.mask_ratio,
                                 args.mask_type, args.seed, log=_log)
+    elif args.command in ("trace", "compare"):
+        from . import tape
+        return (tape.run_trace if args.command == "trace" else tape.run_compare)(args)
+    elif args.command == "convert":
+        from . import convert
+        return convert.run(args)
+    return 0
 
 
 if __name__ == "__main__":
