@@ -48,6 +48,7 @@ import numpy as np
 from . import optim
 from .config import VideoMAEConfig
 from .data import toy
+from .data.prefetch import Prefetcher
 from .config import CONFIG_NAME, SAVE_ID_KEY
 from .config import DEFAULTS as CONFIG_DEFAULTS
 from .fileio import atomic_write, atomic_write_text, read_json_object
@@ -826,9 +827,12 @@ def _pretrain(settings, out, resume, explicit, log, callback):
     elif settings.pretrain_clips:
         clips, _ = toy.make_dataset(settings.pretrain_clips, PRETRAIN_SET_SEED + settings.seed, settings.spec())
     model = VideoMAEForPreTraining(cfg, seed=settings.seed, dtype=np.float32)
+    # batch k + 1 is rendered on another thread while the model trains on batch k (a batch is a
+    # pure function of k, so the numbers are those of a run without it)
+    batches = Prefetcher(lambda k: pretrain_batch(settings, cfg, k, clips), start=read_step(out) if resume else 0)
 
     def grad_fn(k):
-        x, mask = pretrain_batch(settings, cfg, k, clips)
+        x, mask = batches.get(k)
         return model.value_and_grad(x, bool_masked_pos=mask, loss_fn=settings.loss)
 
     run = _Run("pretrain", out, settings, model, grad_fn, log, callback)
@@ -839,7 +843,10 @@ def _pretrain(settings, out, resume, explicit, log, callback):
             f"({settings.mask_type} mask {settings.mask_ratio:.0%}, {settings.loss} loss on "
             f"{'normalised' if cfg.norm_pix_loss else 'raw'} pixels) -> {out}")
     t0 = time.perf_counter()
-    losses = run.fit()
+    try:
+        losses = run.fit()
+    finally:
+        batches.close()
     seconds = time.perf_counter() - t0
     run.save({"seconds_last_session": round(seconds, 2)})
     # the picture: clips never trained on, masked like the training clips
@@ -855,6 +862,14 @@ def _pretrain(settings, out, resume, explicit, log, callback):
     history = [r["loss"] for r in read_metrics(out)]
     return {"out": str(out), "step": run.step, "losses": losses, "seconds": seconds,
             "loss_start": _head_mean(history), "loss_end": _tail_mean(history)}
+
+
+def read_step(out):
+    """The step a run folder was saved at (0 when it holds no readable state)."""
+    try:
+        return int((read_state(out) or {}).get("step", 0))
+    except (ValueError, TypeError, OSError):
+        return 0
 
 
 def _head_mean(xs, n=20):
