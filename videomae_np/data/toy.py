@@ -72,8 +72,8 @@ class ToySpec:
     classes: str = "directions"    # a key of CLASS_SETS
     moving: str = "objects"        # "objects": shapes move over a static background; "scene": the
                                    # camera moves (pan, roll, zoom) over a textured scene
-    objects: int = 1               # shapes per clip, all moving the same way (the label)
-    radius: tuple = (5.0, 8.0)     # half-width of a shape in pixels, uniform
+    objects: int = 2               # shapes per clip, all moving the same way (the label)
+    radius: tuple = (6.0, 10.0)    # half-width of a shape in pixels, uniform: 3-5 patches across
     speed: tuple = (1.5, 2.5)      # pixels per frame (translations), uniform: ~1 patch per tubelet
     spin: tuple = (0.15, 0.3)      # radians per frame (rotations), uniform
     zoom: tuple = (0.05, 0.09)     # log-scale change per frame (approach / recede), uniform
