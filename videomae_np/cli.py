@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import sys
+import time
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130        # 128 + SIGINT, the shell's convention
@@ -181,14 +182,41 @@ def set_threads(n):
 BUSY_LOAD = 0.5
 
 
+BUSY_SAMPLE_S = 0.3   # how long the CPU is watched before choosing the thread count
+
+
+def _busy_cores(seconds=BUSY_SAMPLE_S):
+    """Cores' worth of CPU time used by other processes right now (Linux: /proc/stat sampled over
+    `seconds`), or None where that cannot be read. The load average is not used: it still holds
+    a minute-old install or build and would send an idle machine to one thread."""
+    def sample():
+        with open("/proc/stat") as f:
+            fields = [float(v) for v in f.readline().split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)      # idle + iowait
+        return sum(fields), idle
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    if total1 <= total0:
+        return None
+    return (os.cpu_count() or 1) * (1.0 - (idle1 - idle0) / (total1 - total0))
+
+
 def default_threads():
     """All cores on an idle machine, one when something else is already using the CPU."""
-    try:
-        load = os.getloadavg()[0]
-    except OSError:
-        return None
-    if load > BUSY_LOAD:
-        _log(f"(the machine is busy, load {load:.1f}: training with 1 thread; --threads N overrides)")
+    busy = _busy_cores()
+    if busy is None:                                   # no /proc/stat: fall back on the load
+        try:
+            busy = os.getloadavg()[0]
+        except OSError:
+            return None
+    if busy > BUSY_LOAD:
+        _log(f"(the machine is busy, {busy:.1f} cores in use by other processes: training with 1 "
+             "thread; --threads N overrides)")
         return 1
     return None
 
