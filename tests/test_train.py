@@ -72,6 +72,16 @@ def test_pretrain_writes_model_state_metrics_and_picture(tmp_path):
     assert model.config.hidden_size == 16
 
 
+def assert_resumes_to(part, full):
+    """Resuming the interrupted run `part` gives exactly the losses and weights of `full`."""
+    train.run_pretrain(pre(), part, resume=True, log=quiet)
+    assert losses(part) == losses(full)
+    a = vm.VideoMAEForPreTraining.from_pretrained(full).params
+    b = vm.VideoMAEForPreTraining.from_pretrained(part).params
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+
+
 def test_resumed_pretraining_has_exactly_the_losses_of_an_uninterrupted_run(tmp_path):
     full, part = tmp_path / "full", tmp_path / "part"
     train.run_pretrain(pre(), full, log=quiet)
@@ -79,12 +89,7 @@ def test_resumed_pretraining_has_exactly_the_losses_of_an_uninterrupted_run(tmp_
         train.run_pretrain(pre(), part, log=quiet, callback=Stop(3))
     assert info.value.step == 3 and info.value.saved
     assert len(losses(part)) == 3
-    train.run_pretrain(pre(), part, resume=True, log=quiet)
-    assert losses(part) == losses(full)
-    a = vm.VideoMAEForPreTraining.from_pretrained(full).params
-    b = vm.VideoMAEForPreTraining.from_pretrained(part).params
-    for k in a:
-        np.testing.assert_array_equal(a[k], b[k])
+    assert_resumes_to(part, full)
 
 
 def test_resume_drops_metrics_logged_after_the_checkpoint(tmp_path):
@@ -176,12 +181,7 @@ def test_a_second_ctrl_c_inside_the_optimizer_step_saves_a_whole_update(tmp_path
             if k != "model_save_id":
                 np.testing.assert_array_equal(a[k], b[k], err_msg=k)
     assert len(losses(part)) == 3
-    train.run_pretrain(pre(), part, resume=True, log=quiet)
-    assert losses(part) == losses(full)
-    a = vm.VideoMAEForPreTraining.from_pretrained(full).params
-    b = vm.VideoMAEForPreTraining.from_pretrained(part).params
-    for k in a:
-        np.testing.assert_array_equal(a[k], b[k])
+    assert_resumes_to(part, full)
 
 
 def test_state_files_carry_the_save_id_of_the_model_files(tmp_path):

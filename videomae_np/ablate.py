@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .fileio import atomic_write_text
+from .fileio import atomic_write, atomic_write_text
 
 
 # ------------------------------------------------------------------------------------------------
@@ -328,10 +328,10 @@ def write_plot(path: Path, study: Study, rows, meta):
                  + (" (--quick)" if meta["quick"] else ""), fontsize=10)
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -341,7 +341,9 @@ def run_study(name: str, out, seeds: int = 3, quick: bool = False, jobs: int | N
     if name not in STUDIES:
         raise ValueError(f"study must be one of {', '.join(STUDIES)}; got {name!r}")
     if seeds < 1:
-        raise ValueError(f"--seeds must be at least 1, got {seeds}")
+        raise ValueError(f"--seeds: expected at least 1, found {seeds}")
+    if jobs is not None and jobs < 1:
+        raise ValueError(f"--jobs: expected at least 1, found {jobs}")
     study = STUDIES[name]
     budget = QUICK if quick else full_budget()
     out = Path(out)

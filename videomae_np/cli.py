@@ -142,27 +142,23 @@ def build_parser():
     r.add_argument("--mask-type", choices=tuple(MASKS), help="default: the pretraining run's")
     r.add_argument("--seed", type=int, default=0)
 
-    from . import ablate
-    a = sub.add_parser("ablate", help="one of the paper's ablations at toy scale, beside its tables",
-                       description="Run one study (arms x seeds: pretrain, fine-tune, held-out "
-                                   "accuracy) and write STUDY.json, STUDY.md (our mean ± std beside "
-                                   "the paper's number) and STUDY.png. Restartable: finished runs "
-                                   "are kept under OUT/runs and reused.")
-    ablate.add_arguments(a)
-
-    from . import convert, tape
-    t = sub.add_parser("trace", help="record every named intermediate of a forward (and backward) pass",
-                       description="Run a model and keep every intermediate under transformers' "
-                                   "module paths in a safetensors tape (docs/tape_format.md).")
-    tape.add_trace_arguments(t)
-    c = sub.add_parser("compare", help="diff two tapes tensor by tensor; names the first divergence",
-                       description="A table of every tensor of two tapes in execution order with max "
-                                   "abs and rel differences; exit 1 when any is beyond tolerance.")
-    tape.add_compare_arguments(c)
-    v = sub.add_parser("convert", help="original VideoMAE / VideoMAE V2 .pth -> config.json + model.safetensors",
-                       description="Convert a checkpoint of the original repositories (never executing "
-                                   "pickle) into a folder that videomae_np and transformers load.")
-    convert.add_arguments(v)
+    from . import ablate, convert, tape
+    # the commands that bring their own options: name, one-line help, description, add_arguments
+    for name, help_, description, add in (
+            ("ablate", "one of the paper's ablations at toy scale, beside its tables",
+             "Run one study (arms x seeds: pretrain, fine-tune, held-out accuracy) and write "
+             "STUDY.json, STUDY.md (our mean ± std beside the paper's number) and STUDY.png. "
+             "Restartable: finished runs are kept under OUT/runs and reused.", ablate.add_arguments),
+            ("trace", "record every named intermediate of a forward (and backward) pass",
+             "Run a model and keep every intermediate under transformers' module paths in a "
+             "safetensors tape (docs/tape_format.md).", tape.add_trace_arguments),
+            ("compare", "diff two tapes tensor by tensor; names the first divergence",
+             "A table of every tensor of two tapes in execution order with max abs and rel "
+             "differences; exit 1 when any is beyond tolerance.", tape.add_compare_arguments),
+            ("convert", "original VideoMAE / VideoMAE V2 .pth -> config.json + model.safetensors",
+             "Convert a checkpoint of the original repositories (never executing pickle) into a "
+             "folder that videomae_np and transformers load.", convert.add_arguments)):
+        add(sub.add_parser(name, help=help_, description=description))
 
     b = sub.add_parser("bench", help="timings against transformers (videomae_np.bench)", add_help=False)
     b.add_argument("rest", nargs=argparse.REMAINDER)
