@@ -1,0 +1,67 @@
+"""`videomae-np ablate`: studies as data, their tables and plots, restartable runs."""
+
+import json
+
+import pytest
+
+from videomae_np import ablate
+from videomae_np.masking import MASKS
+
+TINY = ablate.Budget(pretrain_steps=3, finetune_steps=2, train_clips=8, eval_clips=8)
+
+
+def test_every_study_arm_is_a_valid_run_and_masking_covers_every_mask_kind():
+    budget = ablate.full_budget()
+    for study in ablate.STUDIES.values():
+        names = [a.name for a in study.arms]
+        assert len(names) == len(set(names)), study.name
+        for arm in study.arms:
+            if arm.pretrain is not None:
+                ablate._pretrain_settings(arm, budget, 0)
+            ablate._finetune_settings(arm, budget, 0, "init" if arm.pretrain is not None else None)
+    kinds = {a.pretrain["mask_type"] for a in ablate.STUDIES["masking"].arms if a.pretrain}
+    assert kinds == set(MASKS)
+    assert any(a.pretrain is None for a in ablate.STUDIES["masking"].arms)      # a scratch baseline
+
+
+def test_summary_is_mean_and_sample_std_over_seeds_and_the_agreement_counts_pairs():
+    study = ablate.STUDIES["masking"]
+    records = [{"arm": "tube 90%", "seed": s, "accuracy": a, "reconstruction_loss": 0.5}
+               for s, a in enumerate((0.6, 0.8))]
+    records += [{"arm": "random 90%", "seed": 0, "accuracy": 0.9, "reconstruction_loss": 0.4}]
+    rows = {r["arm"]: r for r in ablate.summarise(study, records)}
+    assert rows["tube 90%"]["accuracy_mean"] == pytest.approx(70.0)
+    assert rows["tube 90%"]["accuracy_std"] == pytest.approx(14.142135, rel=1e-6)
+    assert rows["random 90%"]["seeds"] == 1 and rows["frame 87.5%"]["accuracy_mean"] is None
+    text = ablate._agreement(list(rows.values()))
+    assert "Of the 1 pairs" in text and "we order 0 the same way" in text
+
+
+def test_a_study_writes_its_table_plot_and_json_and_a_restart_reuses_the_runs(tmp_path, monkeypatch):
+    monkeypatch.setattr(ablate, "QUICK", TINY)
+    lines = []
+    rows = ablate.run_study("masking", tmp_path, seeds=1, quick=True, jobs=2, log=lines.append)
+    assert len(rows) == len(ablate.STUDIES["masking"].arms)
+    md = (tmp_path / "masking-quick.md").read_text()
+    for word in ("tube 90%", "random 90%", "frame 87.5%", "69.6", "68.3", "61.5", "--quick"):
+        assert word in md, word
+    data = json.loads((tmp_path / "masking-quick.json").read_text())
+    assert {"arms", "summary", "results", "commit", "wall_s", "budget", "seeds"} <= set(data)
+    assert len(data["results"]) == len(ablate.STUDIES["masking"].arms)
+    assert all(0.0 <= r["accuracy"] <= 1.0 for r in data["results"])
+    assert (tmp_path / "masking-quick.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the default recipe's pretraining is shared: 5 pretraining arms, 5 distinct runs
+    assert len(list((tmp_path / "runs-quick" / "pretrain").iterdir())) == 5
+    log = (tmp_path / "runs-quick" / "log.txt").read_text()
+    again = ablate.run_study("masking", tmp_path, seeds=1, quick=True, jobs=2, log=lines.append)
+    assert (tmp_path / "runs-quick" / "log.txt").read_text() == log      # nothing trained again
+    assert [r["accuracy_mean"] for r in again] == [r["accuracy_mean"] for r in rows]
+
+
+def test_bad_study_arguments_are_one_line():
+    with pytest.raises(ValueError, match="study must be one of"):
+        ablate.run_study("colour", "x")
+    with pytest.raises(ValueError, match="--seeds"):
+        ablate.run_study("masking", "x", seeds=0)
+    with pytest.raises(ValueError, match="--jobs"):
+        ablate.run_study("masking", "x", jobs=0)
