@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from videomae_np import video as V
 from videomae_np.video import read_video, sample_frame_indices, segment_frame_indices, write_video
 
 PALETTE = np.array([[0, 0, 0], [255, 255, 255], [255, 0, 0], [0, 255, 0], [0, 0, 255],
@@ -270,3 +271,106 @@ def test_generator_state_advances_between_calls():
 def test_bad_sampling_arguments_are_rejected(call, err, pattern):
     with pytest.raises(err, match=pattern):
         call()
+
+
+# --------------------------------------------------------------------------------------------
+# Bounded-memory reading and clip sampling
+# --------------------------------------------------------------------------------------------
+
+def noise_clip(t, h=48, w=64, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (t, h, w, 3), dtype=np.uint8)
+
+
+def test_clip_span_is_clip_len_minus_one_strides_plus_one():
+    # MCG-NJU/VideoMAE issue 97: the original loader required clip_len * stride frames
+    assert V.clip_span(16, 4) == 61 and V.clip_span(1, 4) == 1 and V.clip_span(4, 2) == 7
+    # a video of exactly 61 frames takes a true stride-4 clip (first to last frame) ...
+    for train in (True, False):
+        np.testing.assert_array_equal(V.clip_indices(16, 61, 4, rng=0, train=train), np.arange(0, 61, 4))
+    # ... one frame shorter cannot, and is covered evenly instead
+    short = V.clip_indices(16, 60, 4, rng=0)
+    assert short[0] == 0 and short[-1] == 59 and not np.all(np.diff(short) == 4)
+
+
+def test_clip_indices_views_are_deterministic_in_bounds_and_spread():
+    for stride in (1, 3, None):
+        for views in (1, 2, 5):
+            clips = [V.clip_indices(8, 100, stride, train=False, view=v, views=views) for v in range(views)]
+            for c in clips:
+                assert c.shape == (8,) and c.min() >= 0 and c.max() < 100 and np.all(np.diff(c) >= 0)
+            starts = [int(c[0]) for c in clips]
+            assert starts == sorted(starts) and len(set(starts)) == views
+    dense = [V.clip_indices(4, 40, 3, train=False, view=v, views=3) for v in range(3)]
+    assert dense[0][0] == 0 and dense[-1][-1] == 39                 # first to last possible start
+    np.testing.assert_array_equal(V.clip_indices(4, 40, 3, train=False), 15 + np.arange(0, 12, 3))
+    np.testing.assert_array_equal(V.clip_indices(4, 40, None, train=False), [5, 15, 25, 35])
+    with pytest.raises(ValueError, match=r"view must be an integer in \[0, 2\), got 2"):
+        V.clip_indices(4, 40, 2, train=False, view=2, views=2)
+
+
+@pytest.mark.parametrize("kind", ["mp4", "gif", "folder"])
+def test_read_frames_equals_read_video_at_the_indices(tmp_path, kind):
+    if kind == "mp4":
+        pytest.importorskip("imageio_ffmpeg")
+        path = tmp_path / "v.mp4"
+        write_video(path, smooth_clip(12, 32, 48))
+    elif kind == "gif":
+        path = tmp_path / "v.gif"
+        write_video(path, palette_clip(12))
+    else:
+        import imageio.v3 as iio
+        path = tmp_path / "frames"
+        path.mkdir()
+        for i, f in enumerate(palette_clip(12)):
+            iio.imwrite(path / f"f{i}.png", f)
+    full = read_video(path)
+    assert V.count_frames(path) == len(full) == 12
+    idx = np.array([7, 2, 2, 9, 0])                     # any order, repeats allowed
+    np.testing.assert_array_equal(V.read_frames(path, idx), full[idx])
+    assert V.last_read.decoded == (3 + 1 if kind == "folder" else 9 + 1) and V.last_read.kept == 4
+    with pytest.raises(ValueError, match="has 12 frames; frame 12 was asked for"):
+        V.read_frames(path, [3, 12])
+
+
+def test_read_frames_stops_decoding_after_the_last_needed_frame(tmp_path):
+    pytest.importorskip("imageio_ffmpeg")
+    path = tmp_path / "long.mp4"
+    write_video(path, noise_clip(120, 32, 32))
+    V.read_frames(path, np.arange(0, 16))
+    assert V.last_read.decoded == 16 and V.last_read.kept == 16
+
+
+def test_reading_16_frames_of_a_long_clip_needs_a_fraction_of_the_memory(tmp_path):
+    pytest.importorskip("imageio_ffmpeg")
+    import tracemalloc
+    path = tmp_path / "long.mp4"
+    write_video(path, noise_clip(240, 64, 96), quality=5)
+    n = V.count_frames(path)
+    idx = V.clip_indices(16, n, 4, train=False)            # the middle clip: frames 87..147
+
+    def peak(fn):
+        tracemalloc.start()
+        try:
+            fn()
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    whole = peak(lambda: read_video(path))
+    bounded = peak(lambda: V.read_frames(path, idx))
+    frame = 64 * 96 * 3
+    assert whole >= 240 * frame                             # every frame held at once
+    assert bounded < 40 * frame and bounded < whole / 6, (bounded, whole)
+
+
+def test_count_frames_errors_name_the_file(tmp_path):
+    pytest.importorskip("imageio_ffmpeg")
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    (tmp_path / "junk.mp4").write_bytes(b"junk" * 10)
+    for name in ("empty.mp4", "junk.mp4"):
+        with pytest.raises(ValueError, match=f"could not read .*{name} as a video|{name} holds no frames"):
+            V.count_frames(tmp_path / name)
+    with pytest.raises(FileNotFoundError, match="no video at"):
+        V.count_frames(tmp_path / "missing.mp4")
+    with pytest.raises(ValueError, match="indices must be a non-empty 1-D array"):
+        V.read_frames(tmp_path / "junk.mp4", [])

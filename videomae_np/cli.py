@@ -7,6 +7,9 @@
     videomae-np trace       --model DIR (--random SEED | --video FILE) --out TAPE.safetensors [--grad]
     videomae-np compare     A.safetensors B.safetensors [--rtol R] [--atol A]
     videomae-np convert     --from original CKPT.pth --out DIR
+    videomae-np predict     --model DIR VIDEO [VIDEO ...] [--top-k K] [--json]
+    videomae-np evaluate    --model DIR --data DIR/val [--segments S] [--crops C] [--out FILE.json]
+    videomae-np features    --model DIR --data DIR --out FILE.npz
     videomae-np bench       (timings against transformers; see videomae_np.bench)
 
 Exit codes: 0 done, 1 error (including a non-finite loss), 2 a malformed command line (argparse),
@@ -18,6 +21,7 @@ see the Python traceback instead.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -131,6 +135,14 @@ def build_parser():
     f.add_argument("--drop-path", type=float, help=f"stochastic depth (default {fd.drop_path})")
     f.add_argument("--train-clips", type=int, help=f"labelled clips (default {fd.train_clips})")
     f.add_argument("--eval-clips", type=int, help=f"held-out clips (default {fd.eval_clips})")
+    f.add_argument("--data", help="a folder train/<class>/<video> (+ val/, test/) of real videos "
+                                  "instead of the toy clips (docs/real_videos.md)")
+    f.add_argument("--stride", help=f"with --data: frames between a clip's frames (default "
+                                    f"{fd.stride}), or 'segments' for one frame per segment")
+    f.add_argument("--no-flip", action="store_true",
+                   help="with --data: no random horizontal flips (direction-sensitive classes)")
+    f.add_argument("--linear-probe", action="store_true",
+                   help="freeze the encoder: train only fc_norm and the classifier")
 
     r = sub.add_parser("reconstruct", help="draw a pretrained model's reconstruction of a video",
                        description="Original | masked input | reconstruction of one video file (or "
@@ -142,7 +154,7 @@ def build_parser():
     r.add_argument("--mask-type", choices=tuple(MASKS), help="default: the pretraining run's")
     r.add_argument("--seed", type=int, default=0)
 
-    from . import ablate, convert, tape
+    from . import ablate, convert, evaluate, tape
     # the commands that bring their own options: name, one-line help, description, add_arguments
     for name, help_, description, add in (
             ("ablate", "one of the paper's ablations at toy scale, beside its tables",
@@ -157,7 +169,18 @@ def build_parser():
              "differences; exit 1 when any is beyond tolerance.", tape.add_compare_arguments),
             ("convert", "original VideoMAE / VideoMAE V2 .pth -> config.json + model.safetensors",
              "Convert a checkpoint of the original repositories (never executing pickle) into a "
-             "folder that videomae_np and transformers load.", convert.add_arguments)):
+             "folder that videomae_np and transformers load.", convert.add_arguments),
+            ("predict", "top-k labels of videos by a fine-tuned classifier",
+             "Per video the top-k class names and probabilities (the clip sampling and processor "
+             "saved with the model); --json prints one JSON object per line.",
+             evaluate.add_predict_arguments),
+            ("evaluate", "multi-view accuracy of a classifier on a folder of class folders",
+             "Top-1, top-5 and per-class accuracy over S temporal clips x C spatial crops per "
+             "video (softmax scores averaged); writes the metrics JSON and a confusion-matrix PNG.",
+             evaluate.add_evaluate_arguments),
+            ("features", "mean-pooled encoder features of a folder of class folders -> .npz",
+             "features (n, D), labels, paths and classes of every video, for a linear probe or a "
+             "nearest-neighbour look.", evaluate.add_features_arguments)):
         add(sub.add_parser(name, help=help_, description=description))
 
     b = sub.add_parser("bench", help="timings against transformers (videomae_np.bench)", add_help=False)
@@ -262,7 +285,22 @@ def _run(args, train):
     elif args.command == "finetune":
         settings, explicit = _settings(train.FinetuneSettings, args,
                                        COMMON + ("init", "layer_decay", "drop_path",
-                                                 "train_clips", "eval_clips"))
+                                                 "train_clips", "eval_clips", "data"))
+        extra = {}
+        if args.stride is not None:
+            from .evaluate import stride_arg
+            extra["stride"] = stride_arg(args.stride)
+        if args.no_flip:
+            extra["flip"] = False
+        if args.linear_probe:
+            extra["linear_probe"] = True
+        toy_only = [o for o, k in (("--stride", "stride"), ("--no-flip", "flip")) if k in extra]
+        if toy_only and not settings.data and not args.resume:
+            raise ValueError(f"{toy_only[0]}: sets how clips are taken from --data videos; the toy "
+                             f"clips (no --data) are whole clips, so it would change nothing")
+        if extra:
+            settings = dataclasses.replace(settings, **extra)
+            explicit = explicit + tuple(extra)
     threads = getattr(args, "threads", None)
     if threads is not None and threads < 1:
         raise ValueError(f"--threads: expected a positive integer, found {threads}")
@@ -289,6 +327,11 @@ def _run(args, train):
     elif args.command == "convert":
         from . import convert
         return convert.run(args)
+    elif args.command in ("predict", "evaluate", "features"):
+        from . import evaluate
+        run = {"predict": evaluate.run_predict, "evaluate": evaluate.run_evaluate,
+               "features": evaluate.run_features}[args.command]
+        run(args, log=_log)
     return 0
 
 

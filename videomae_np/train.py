@@ -3,6 +3,8 @@
     pretrain   masked reconstruction of clips (toy clips streamed forever, or a folder of videos)
     finetune   classification of the toy clips' direction of motion from a few labelled clips,
                starting from a pretrained encoder (--init) or from scratch
+               -- or, with --data, of a folder train/<class>/<video> of real videos
+               (docs/real_videos.md)
 
 Reproducibility: every random draw of update s -- the clips, the mask, dropout -- comes from a
 generator seeded with (seed, s, stream), never from a generator carried across steps. A run is
@@ -204,6 +206,11 @@ class FinetuneSettings(Settings):
     eval_seed: int = 2
     eval_batch: int = 128
     save_every: int = 200
+    # --data: a folder train/<class>/<video>, val/<class>/<video> of real videos (docs/real_videos.md)
+    data: str | None = None
+    stride: int | None = 4         # dense clips: a frame every `stride` frames; None: one per segment
+    flip: bool = True              # random horizontal flips (off for direction-sensitive classes)
+    linear_probe: bool = False     # frozen encoder: only fc_norm and the classifier train
 
     def effective_layer_decay(self):
         if self.layer_decay is not None:
@@ -217,7 +224,7 @@ class FinetuneSettings(Settings):
 # settings the command line takes as --name-with-dashes (the others exist only in the Python API)
 _CLI_NAMES = {"steps", "batch_size", "lr", "min_lr", "warmup_steps", "weight_decay", "clip_grad",
               "seed", "save_every", "log_every", "mask_ratio", "mask_type", "loss", "data", "init",
-              "layer_decay", "drop_path", "train_clips", "eval_clips"}
+              "layer_decay", "drop_path", "train_clips", "eval_clips", "stride", "linear_probe"}
 # what --config may set: the VideoMAEConfig model fields and the classification head's
 CONFIG_FIELDS = tuple(CONFIG_DEFAULTS) + ("num_labels", "id2label", "label2id", "problem_type")
 _TOY_POSITIVE = ("frames", "size", "channels")
@@ -262,7 +269,11 @@ _RULES = {
              f"one of {', '.join(RECONSTRUCTION_LOSSES)}"),
     "data": (lambda v: v is None or _is_path(v), "a folder of videos"),
     "init": (lambda v: v is None or _is_path(v), "a pretraining run's folder"),
+    "stride": (lambda v: v is None or (_is_int(v) and v >= 1), "a positive integer (or 'segments')"),
+    "flip": (lambda v: isinstance(v, bool), "true or false"),
+    "linear_probe": (lambda v: isinstance(v, bool), "true or false"),
 }
+LABEL_FIELDS = ("num_labels", "id2label", "label2id")
 
 
 def _unknown(option, key, known):
@@ -317,6 +328,11 @@ def validate_settings(s):
     for k in s.model:
         if k not in CONFIG_FIELDS:
             raise ValueError(_unknown("--config", k, CONFIG_FIELDS))
+    if s.kind == "finetune" and getattr(s, "data", None):
+        given = [k for k in s.model if k in LABEL_FIELDS]
+        if given:
+            raise ValueError(f"--config: the labels come from the class folders of --data {s.data}; "
+                             f"found {', '.join(given)} to set")
     try:
         s.model_config()
     except (TypeError, ValueError) as e:
@@ -913,12 +929,15 @@ def evaluate(model, x, y, batch=128):
     return correct / len(y), loss / len(y)
 
 
-def _classifier(settings: FinetuneSettings, resume_from=None):
+def _classifier(settings: FinetuneSettings, resume_from=None, labels=None):
     """The classifier to train: the run being resumed (its weights are loaded afterwards), the
-    pretrained encoder of settings.init with a new head, or a fresh toy model."""
+    pretrained encoder of settings.init with a new head, or a fresh toy model. labels: the
+    num_labels / id2label / label2id of a --data folder (default: the toy clips')."""
     if resume_from is not None:       # the init directory is not needed any more
         return VideoMAEForVideoClassification(VideoMAEConfig.from_pretrained(resume_from), seed=settings.seed)
-    labels = _label_fields(settings.spec())
+    toy_labels = labels is None
+    if toy_labels:
+        labels = _label_fields(settings.spec())
     if settings.init:
         base = VideoMAEConfig.from_pretrained(settings.init)
         cfg = base.copy(**labels)
@@ -930,7 +949,8 @@ def _classifier(settings: FinetuneSettings, resume_from=None):
         for k in model.loading_info["missing_keys"]:
             model.params[k][...] = fresh.params[k]
         return model
-    return VideoMAEForVideoClassification(settings.model_config(), seed=settings.seed)
+    cfg = settings.model_config() if toy_labels else toy_config(**{**settings.model, **labels})
+    return VideoMAEForVideoClassification(cfg, seed=settings.seed)
 
 
 def run_finetune(settings: FinetuneSettings | None = None, out="runs/finetune", resume=False,
@@ -942,10 +962,133 @@ def run_finetune(settings: FinetuneSettings | None = None, out="runs/finetune", 
         raise ValueError(f"--config: the model comes from --init {settings.init}, whose config "
                          f"fine-tuning keeps; found {', '.join(map(str, settings.model))} to change. "
                          f"Drop --config, or fine-tune from scratch (no --init)")
+    splits = None
+    if settings.data and not resume:     # a folder that cannot work stops before anything is written
+        splits = _open_video_data(settings, log)
     out = run_folder(out, resume)
     with run_lock(out, "finetune"):
         remove_dead_temporaries(out)
+        if settings.data or resume:
+            return _finetune_dispatch(settings, out, resume, explicit, log, callback, splits)
         return _finetune(settings, out, resume, explicit, log, callback)
+
+
+def _open_video_data(settings, log):
+    from .data.videos import open_splits
+    return open_splits(settings.data, warn=log)
+
+
+def _finetune_dispatch(settings, out, resume, explicit, log, callback, splits):
+    """A resumed run continues on the data it started with (its saved settings say which)."""
+    if resume:
+        state = read_state(out)
+        saved = _saved_settings(out, FinetuneSettings, state) if state and state["kind"] == "finetune" else None
+        if saved is not None and saved.data:
+            if settings.data and "data" in explicit and settings.data != saved.data:
+                raise ValueError(f"--resume continues the saved run; data was {saved.data!r}, not "
+                                 f"{settings.data!r} (start a new --out to change it)")
+            return _finetune_videos(settings, out, resume, explicit, log, callback, None)
+        if "data" in explicit:
+            raise ValueError(f"--resume continues the saved run, which fine-tuned on the toy clips, "
+                             f"not on --data {settings.data}")
+        return _finetune(settings, out, resume, explicit, log, callback)
+    return _finetune_videos(settings, out, resume, explicit, log, callback, splits)
+
+
+def _freeze_encoder(run):
+    """Linear probe: the encoder's learning rate and weight decay are 0 (AdamW leaves it exactly
+    as loaded); its gradients are zeroed in the step so gradient clipping sees the head only."""
+    for n in run.opt.groups:
+        if not n.startswith(HEAD_PARAMS):
+            run.opt.groups[n] = (0.0, 0.0)
+
+
+HEAD_PARAMS = ("fc_norm.", "classifier.")
+
+
+def _head_only(grads):
+    for n, g in grads.items():
+        if not n.startswith(HEAD_PARAMS):
+            g[...] = 0
+    return grads
+
+
+def video_batch(settings, split, cfg, proc, step):
+    """(pixel_values, labels) of update `step` from a folder of videos: which videos, which frames
+    and which augmentation all come from (seed, step), so a resumed run sees the same batches."""
+    from .data.videos import augment
+    idx = finetune_order(settings.seed, step, settings.batch_size, len(split))
+    rng = _rng(settings.seed, step, DATA_STREAM)
+    clips = [augment(split.clip(int(i), cfg.num_frames, settings.stride, rng=rng, train=True), rng,
+                     flip=settings.flip) for i in idx]
+    x = np.stack([proc(c, return_tensors="np")["pixel_values"][0] for c in clips]).astype(np.float32)
+    return x, split.labels[idx]
+
+
+def _finetune_videos(settings, out, resume, explicit, log, callback, splits):
+    from .data.videos import processor_for
+    from .evaluate import evaluate_split
+    out = Path(out)
+    chosen = _prepare(out, settings, resume, log)
+    if resume:
+        settings = _merge_resume(chosen, settings, explicit, read_state(out)["step"], log)
+    if splits is None:
+        splits = _open_video_data(settings, log)
+    train_split, val_split = splits["train"], splits["val"]
+    classes = train_split.classes
+    labels = dict(num_labels=len(classes), id2label=dict(enumerate(classes)),
+                  label2id={c: i for i, c in enumerate(classes)})
+    model = _classifier(settings, out if resume else None, labels=labels)
+    cfg = model.config
+    if resume and [cfg.id2label[i] for i in range(cfg.num_labels)] != classes:
+        raise ValueError(f"--resume: the run in {out} was trained on classes "
+                         f"{list(cfg.id2label.values())}, --data {settings.data} has {classes}")
+    proc = processor_for(cfg, out if resume else settings.init)
+    if not resume:
+        proc.save_pretrained(out)               # preprocessor_config.json beside the model
+    model.train(True, drop_path_rate=0.0 if settings.linear_probe else settings.drop_path)
+    batches = Prefetcher(lambda k: video_batch(settings, train_split, cfg, proc, k),
+                         start=read_step(out) if resume else 0)
+
+    def grad_fn(k):
+        x, y = batches.get(k)
+        out_, grads = model.value_and_grad(x, labels=y, rng=_rng(settings.seed, k, DROPOUT_STREAM))
+        return out_, (_head_only(grads) if settings.linear_probe else grads)
+
+    run = _Run("finetune", out, settings, model, grad_fn, log, callback)
+    if settings.linear_probe:
+        _freeze_encoder(run)
+    sampling = (f"{cfg.num_frames} frames every {settings.stride}" if settings.stride
+                else f"{cfg.num_frames} segments")
+    if resume:
+        run.resume()
+    else:
+        start = f"the encoder of {settings.init}" if settings.init else "scratch"
+        log(f"fine-tuning {model!r} from {start}{' (linear probe)' if settings.linear_probe else ''} "
+            f"on {len(train_split)} videos of {len(classes)} classes in {settings.data} ({sampling}) "
+            f"for {settings.steps} steps -> {out}")
+    t0 = time.perf_counter()
+    try:
+        run.fit()
+    finally:
+        batches.close()
+    seconds = time.perf_counter() - t0
+    metrics = {"data": str(settings.data), "classes": classes, "init": settings.init or "scratch",
+               "step": run.step, "seconds_last_session": round(seconds, 2),
+               "train_videos": len(train_split), "stride": settings.stride,
+               "num_frames": cfg.num_frames, "linear_probe": settings.linear_probe}
+    if val_split is not None:
+        res = evaluate_split(model, proc, val_split, cfg.num_frames, settings.stride, log=log)
+        metrics.update({"eval_accuracy": res["top1"], "eval_top5": res["top5"],
+                        "eval_videos": res["videos"], "eval_per_class": res["per_class_accuracy"]})
+    run.save({"eval_accuracy": metrics.get("eval_accuracy")})
+    _write_json(out / METRICS_JSON, metrics)
+    if val_split is not None:
+        log(f"held-out accuracy {metrics['eval_accuracy']:.1%} on {metrics['eval_videos']} videos of "
+            f"{val_split.folder}; wrote {out / METRICS_JSON}")
+    else:
+        log(f"no val/ folder: no held-out accuracy; wrote {out / METRICS_JSON}")
+    return metrics
 
 
 def _finetune(settings, out, resume, explicit, log, callback):
@@ -959,17 +1102,20 @@ def _finetune(settings, out, resume, explicit, log, callback):
     if (cfg.num_frames, cfg.image_hw) != (settings.spec().frames, (settings.spec().size,) * 2):
         raise ValueError(f"the model expects {cfg.num_frames} frames of {cfg.image_hw}, the toy clips "
                          f"have {settings.spec().frames} of {settings.spec().size}x{settings.spec().size}")
-    model.train(True, drop_path_rate=settings.drop_path)
+    model.train(True, drop_path_rate=0.0 if settings.linear_probe else settings.drop_path)
     spec = settings.spec()
     x_train, y_train = toy.make_dataset(settings.train_clips, settings.data_seed, spec)
     x_eval, y_eval = toy.make_dataset(settings.eval_clips, settings.eval_seed, spec)
 
     def grad_fn(k):
         idx = finetune_order(settings.seed, k, settings.batch_size, settings.train_clips)
-        return model.value_and_grad(x_train[idx], labels=y_train[idx],
-                                    rng=_rng(settings.seed, k, DROPOUT_STREAM))
+        out_, grads = model.value_and_grad(x_train[idx], labels=y_train[idx],
+                                           rng=_rng(settings.seed, k, DROPOUT_STREAM))
+        return out_, (_head_only(grads) if settings.linear_probe else grads)
 
     run = _Run("finetune", out, settings, model, grad_fn, log, callback)
+    if settings.linear_probe:
+        _freeze_encoder(run)
     if resume:
         run.resume()
     else:

@@ -1,6 +1,9 @@
 """Video files in and out, and which frames of a video to feed the model.
 
-    frames = read_video("clip.mp4")                       # (T, H, W, C) uint8
+    frames = read_video("clip.mp4")                       # (T, H, W, C) uint8, every frame
+    n = count_frames("clip.mp4")                          # without keeping any frame
+    idx = clip_indices(16, n, stride=4, rng=0)            # which 16 frames a clip takes
+    clip = read_frames("clip.mp4", idx)                   # (16, H, W, C): decodes up to idx.max() only
     idx = sample_frame_indices(16, 4, len(frames), rng=0) # a strided clip at a random start
     idx = segment_frame_indices(16, len(frames), rng=0)   # one frame per segment (TSN / SSv2 style)
     batch = processor(frames[idx], return_tensors="np")
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +37,9 @@ FFMPEG_PACKAGE = "imageio-ffmpeg"
 
 def read_video(path) -> np.ndarray:
     """All frames of a video file or of a folder of images -> (T, H, W, C) uint8.
+
+    Holds the whole video in memory; to feed a model, count_frames + clip_indices + read_frames
+    decode only the frames of a clip.
 
     C is 3 for GIF and MP4 (greyscale GIFs come back as three equal channels); a folder of images
     keeps what the images hold (1 for greyscale, 3 for RGB, 4 with transparency).
@@ -69,20 +76,10 @@ def _natural_key(name: str):
 
 
 def _read_folder(folder: Path) -> np.ndarray:
-    import imageio.v3 as iio
-    files = sorted((f for f in folder.iterdir()
-                    if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS),
-                   key=lambda f: _natural_key(f.name))
-    if not files:
-        raise ValueError(f"no image frames in folder {folder}: expected files ending in "
-                         f"{', '.join(IMAGE_EXTENSIONS)}")
+    files = _frame_files(folder)
     frames = []
     for f in files:
-        try:
-            img = iio.imread(f, plugin="pillow")
-        except Exception as e:
-            raise ValueError(f"could not read frame {f.name} in {folder}: {e}") from e
-        img = img[:, :, None] if img.ndim == 2 else img
+        img = _read_image(f, folder)
         if frames and img.shape != frames[0].shape:
             raise ValueError(f"frames in {folder} must share a size: {files[0].name} is "
                              f"{_shape_str(frames[0].shape)}, {f.name} is {_shape_str(img.shape)}")
@@ -109,6 +106,175 @@ def _require_ffmpeg(what: str):
     except ImportError:
         raise ImportError(f"{what} needs the {FFMPEG_PACKAGE} package, which is not installed: "
                           f"pip install {FFMPEG_PACKAGE}") from None
+
+
+# --------------------------------------------------------------------------------------------
+# Bounded-memory reading: only the frames a clip needs
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class ReadStats:
+    """What the last bounded read cost: frames decoded (and dropped unless needed), frames kept."""
+    decoded: int = 0
+    kept: int = 0
+
+
+last_read = ReadStats()      # updated by read_frames; tests and progress lines read it
+
+
+def _frame_files(folder: Path):
+    files = sorted((f for f in folder.iterdir()
+                    if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS),
+                   key=lambda f: _natural_key(f.name))
+    if not files:
+        raise ValueError(f"no image frames in folder {folder}: expected files ending in "
+                         f"{', '.join(IMAGE_EXTENSIONS)}")
+    return files
+
+
+def _video_kind(path: Path) -> str:
+    if not path.exists():
+        raise FileNotFoundError(f"no video at {path}")
+    if path.is_dir():
+        return "folder"
+    ext = path.suffix.lower()
+    if ext in GIF_EXTENSIONS:
+        return "gif"
+    if ext in FFMPEG_EXTENSIONS:
+        _require_ffmpeg(f"reading {ext} files")
+        return "ffmpeg"
+    raise ValueError(f"cannot read {path.name}: expected a video with one of the extensions "
+                     f"{', '.join(GIF_EXTENSIONS + FFMPEG_EXTENSIONS)}, or a folder of images")
+
+
+def _unreadable(path, e):
+    reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return ValueError(f"could not read {path} as a video: {reason}")
+
+
+def count_frames(path) -> int:
+    """The number of frames of a video file or folder of images, keeping none of them in memory.
+
+    MP4 & co.: ffmpeg decodes the stream to nowhere and counts (exact, unlike the container's
+    estimate); GIF: Pillow's frame count; folder: the number of image files. 0 frames is an error.
+    """
+    path = Path(path)
+    kind = _video_kind(path)
+    if kind == "folder":
+        return len(_frame_files(path))
+    try:
+        if kind == "gif":
+            from PIL import Image
+            with Image.open(path) as img:
+                n = int(getattr(img, "n_frames", 1))
+        else:
+            import imageio_ffmpeg
+            n = int(imageio_ffmpeg.count_frames_and_secs(str(path))[0])
+    except Exception as e:  # ffmpeg and Pillow raise many kinds; all mean "not a readable video"
+        raise _unreadable(path, e) from e
+    if n < 1:
+        raise ValueError(f"{path} holds no frames (decoded 0)")
+    return n
+
+
+def iter_frames(path):
+    """Yield the (H, W, C) uint8 frames of a video one at a time; only one is alive at once."""
+    path = Path(path)
+    kind = _video_kind(path)
+    if kind == "folder":
+        for f in _frame_files(path):
+            yield _read_image(f, path)
+        return
+    if kind == "gif":
+        import imageio.v3 as iio
+        try:
+            for frame in iio.imiter(path, plugin="pillow"):
+                yield _rgb(frame)
+        except Exception as e:
+            raise _unreadable(path, e) from e
+        return
+    import imageio_ffmpeg
+    gen = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
+    try:
+        try:
+            meta = next(gen)
+            w, h = meta["size"]
+        except Exception as e:
+            raise _unreadable(path, e) from e
+        while True:
+            try:
+                data = next(gen)
+            except StopIteration:
+                return
+            except Exception as e:
+                raise _unreadable(path, e) from e
+            yield np.frombuffer(data, np.uint8).reshape(h, w, 3)
+    finally:
+        gen.close()                      # stops ffmpeg: nothing after the last needed frame is decoded
+
+
+def _rgb(frame):
+    frame = np.asarray(frame)
+    if frame.ndim == 2:
+        frame = np.repeat(frame[:, :, None], 3, axis=-1)
+    return frame
+
+
+def _read_image(f: Path, folder: Path):
+    import imageio.v3 as iio
+    try:
+        img = iio.imread(f, plugin="pillow")
+    except Exception as e:
+        raise ValueError(f"could not read frame {f.name} in {folder}: {e}") from e
+    img = img[:, :, None] if img.ndim == 2 else img
+    if img.dtype != np.uint8:
+        raise ValueError(f"{folder} decodes to {img.dtype} pixels; expected 8-bit (uint8) frames")
+    return img
+
+
+def read_frames(path, indices) -> np.ndarray:
+    """Only the frames at ``indices`` (any order, repeats allowed) -> (len(indices), H, W, C) uint8.
+
+    Frames are decoded in stream order and dropped unless an index asks for them; decoding stops
+    after the largest index, so memory holds len(indices) frames, never the video. A folder of
+    images reads just the files asked for. An index past the end is an error naming the count.
+    """
+    path = Path(path)
+    idx = np.asarray(indices)
+    if idx.ndim != 1 or idx.size == 0 or not np.issubdtype(idx.dtype, np.integer) or idx.min() < 0:
+        raise ValueError(f"indices must be a non-empty 1-D array of frame numbers >= 0, got {indices!r}")
+    idx = idx.astype(np.int64)
+    wanted = np.unique(idx)
+    last = int(wanted[-1])
+    kept = {}
+    stats = ReadStats()
+    if path.is_dir():
+        files = _frame_files(path)
+        if last >= len(files):
+            raise ValueError(f"{path} has {len(files)} frames; frame {last} was asked for")
+        for i in wanted:
+            kept[int(i)] = _read_image(files[int(i)], path)
+            stats.decoded += 1
+    else:
+        want = set(int(i) for i in wanted)
+        gen = iter_frames(path)
+        try:
+            for i, frame in enumerate(gen):
+                stats.decoded += 1
+                if i in want:
+                    kept[i] = frame
+                if i >= last:
+                    break
+        finally:
+            gen.close()
+        if last not in kept:
+            raise ValueError(f"{path} has {stats.decoded} frames; frame {last} was asked for")
+    shapes = {f.shape for f in kept.values()}
+    if len(shapes) > 1:
+        raise ValueError(f"frames in {path} must share a size, found {sorted(shapes)}")
+    stats.kept = len(kept)
+    last_read.decoded, last_read.kept = stats.decoded, stats.kept
+    return np.stack([kept[int(i)] for i in idx])
 
 
 # --------------------------------------------------------------------------------------------
@@ -238,3 +404,47 @@ def segment_frame_indices(num_segments, seg_len, rng=None, train=True) -> np.nda
     else:
         offsets = lengths // 2
     return starts + offsets.astype(np.int64)
+
+
+def clip_span(clip_len, frame_sample_rate) -> int:
+    """Frames a strided clip covers from its first to its last frame: (clip_len - 1) * rate + 1.
+
+    (Not clip_len * rate: the original VideoMAE loader asked for that many, one stride more than
+    the clip needs, and so skipped videos that were long enough -- MCG-NJU/VideoMAE issue 97.)
+    """
+    offsets = np.floor(np.arange(_positive_int(clip_len, "clip_len")) * float(frame_sample_rate))
+    return int(offsets[-1]) + 1
+
+
+def clip_indices(clip_len, seg_len, stride=4, rng=None, train=True, view=0, views=1) -> np.ndarray:
+    """The frames of one clip -> (clip_len,) int64, non-decreasing, all in [0, seg_len).
+
+    stride: an integer -> dense sampling, clip_len consecutive frames every `stride` frames (the
+    original's frame_sample_rate; appearance datasets such as Kinetics). None -> segment sampling,
+    one frame per equal segment (TSN; motion datasets such as Something-Something).
+    train=True draws the start (or the frame of each segment) from rng. train=False is the
+    deterministic view `view` of `views` temporal views: dense starts spread evenly from the
+    first possible start to the last (one view: the middle), segment frames at
+    (view + 1/2) / views of each segment.
+    """
+    clip_len = _positive_int(clip_len, "clip_len")
+    seg_len = _positive_int(seg_len, "seg_len")
+    views = _positive_int(views, "views")
+    if isinstance(view, bool) or not isinstance(view, (int, np.integer)) or not 0 <= view < views:
+        raise ValueError(f"view must be an integer in [0, {views}), got {view!r}")
+    if stride is None:
+        if train:
+            return segment_frame_indices(clip_len, seg_len, rng=rng, train=True)
+        bounds = np.arange(clip_len + 1, dtype=np.int64) * seg_len // clip_len
+        lengths = np.diff(bounds)
+        offsets = np.floor((view + 0.5) / views * lengths).astype(np.int64)
+        return bounds[:-1] + np.minimum(offsets, np.maximum(lengths - 1, 0))
+    stride = _positive_int(stride, "stride")
+    if train:
+        return sample_frame_indices(clip_len, stride, seg_len, rng=rng)
+    span = clip_span(clip_len, stride)
+    if span > seg_len:      # too short: cover it evenly, as sample_frame_indices does
+        return np.floor(np.linspace(0, seg_len - 1, clip_len)).astype(np.int64)
+    room = seg_len - span
+    start = room // 2 if views == 1 else int(round(view * room / (views - 1)))
+    return start + np.arange(clip_len, dtype=np.int64) * stride
