@@ -26,11 +26,7 @@ import pytest
 
 # Notebooks whose stored outputs are known to be stale and are to be re-executed by their owner:
 # both their run and the comparison are skipped (with this reason) until they leave this set.
-REFRESH_PENDING = {
-    "06_pretraining_toy_clips",
-    "07_finetuning_data_efficiency",
-    "08_real_checkpoints",
-}
+REFRESH_PENDING: set[str] = set()
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
