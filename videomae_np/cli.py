@@ -124,8 +124,9 @@ def build_parser():
                         "config norm_pix_loss=false switches to raw-pixel targets)")
     p.add_argument("--data", help="a folder of videos to pretrain on instead of the toy clips")
 
-    f = sub.add_parser("finetune", help="classify the toy clips' motion from a small labelled set",
-                       description="Fine-tune a classifier of the toy clips' direction of motion "
+    f = sub.add_parser("finetune", help="fine-tune a classifier: toy clips' motion, or a folder of videos (--data)",
+                       description="Fine-tune a classifier of the toy clips' motion, or of the "
+                                   "classes of a video folder (--data DIR with train/ and val/), "
                                    "from a pretrained encoder (--init) or from scratch; evaluates "
                                    "on held-out clips and writes metrics.json.")
     _common(f, {**vars(fd), "out": "runs/finetune"})
