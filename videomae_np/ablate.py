@@ -161,7 +161,7 @@ def _finetune_settings(arm: Arm, budget: Budget, seed: int, init):
 
 def _job(root: str, arm: Arm, budget: Budget, seed: int) -> dict:
     """Pretrain (or reuse) and fine-tune one arm with one seed; returns its result record."""
-    from .cli import set_threads
+    from .kernels.threads import set_threads
     from . import train
     set_threads(1)
     root = Path(root)

@@ -190,11 +190,9 @@ def build_parser():
 
 
 def set_threads(n):
-    """Use n threads in the Numba kernels and in BLAS."""
-    import numba
-    from threadpoolctl import threadpool_limits
-    numba.set_num_threads(max(1, min(int(n), numba.config.NUMBA_NUM_THREADS)))
-    threadpool_limits(int(n))
+    """Use n threads in the Numba kernels and in BLAS (kernels.threads.set_threads)."""
+    from .kernels.threads import set_threads as set_kernel_threads
+    set_kernel_threads(n)
 
 
 # Another busy process makes every parallel kernel wait at its barrier for a descheduled thread:

@@ -101,3 +101,11 @@ def run_parts(fn, T, *args):
     for err in errors:
         if err is not None:
             raise err
+
+
+def set_threads(n):
+    """Use n threads in the kernels (Numba's count, which num_threads reads) and in BLAS."""
+    import numba
+    from threadpoolctl import threadpool_limits
+    numba.set_num_threads(max(1, min(int(n), numba.config.NUMBA_NUM_THREADS)))
+    threadpool_limits(int(n))
