@@ -169,3 +169,18 @@ def test_adamw_refuses_missing_or_misshapen_gradients_before_changing_anything()
     for k in params:
         np.testing.assert_array_equal(params[k], before[k])
         assert not opt.exp_avg[k].any() and not opt.exp_avg_sq[k].any()
+
+
+def test_one_norm_rule_for_initialisation_and_weight_decay():
+    """Every LayerNorm parameter the models create starts at weight 1 / bias 0 and is not decayed,
+    and a head's own LayerNorm named like `head_ln` is recognised by the same rule."""
+    import videomae_np as vm
+    from videomae_np.train import toy_config
+    for cls in (vm.VideoMAEForPreTraining, vm.VideoMAEForVideoClassification):
+        model = cls(toy_config(), seed=0)
+        for name, value in model.params.items():
+            if optim.is_norm(name):
+                assert not optim.decays(name), name
+                assert np.all(value == (1.0 if name.endswith("weight") else 0.0)), name
+    assert optim.is_norm("head_ln.weight") and not optim.decays("head_ln.weight")
+    assert not optim.is_norm("classifier.weight") and optim.decays("classifier.weight")

@@ -23,6 +23,7 @@ from . import checkpoint as ckpt
 from . import kernels
 from .config import VideoMAEConfig, _atomic_write_text
 from .masking import visible_and_masked_indices
+from .optim import is_norm
 from .ops.attention import stacked_base
 from .ops.dropout import Drop, drop_path_rates
 from .ops.block import block_backward, block_forward, block_param_names
@@ -164,10 +165,10 @@ def _init_params(shapes: dict, cfg, seed, dtype) -> dict:
     params = {}
     for name, shape in shapes.items():
         leaf = name.rsplit(".", 1)[-1]
-        is_norm = "layernorm" in name or ".norm." in name or name.startswith("fc_norm")
+        norm = is_norm(name)
         if name == "mask_token" or leaf == "bias":
             a = np.zeros(shape)
-        elif is_norm:
+        elif norm:
             a = np.ones(shape)
         else:
             a = rng.normal(0.0, std, size=shape)

@@ -17,6 +17,7 @@ heads by 1, so the layers nearest the input move least.
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 
@@ -30,15 +31,27 @@ LAYER_DECAY = 0.75                # VideoMAE fine-tuning recipe (ViT-B)
 # ------------------------------------------------------------------------------------------------
 # parameter groups
 # ------------------------------------------------------------------------------------------------
+# A LayerNorm's parameters, by the name of the module that holds them: transformers' VideoMAE
+# names them layernorm, layernorm_before/after, norm (decoder.norm) and fc_norm; any module
+# whose name ends in "norm" or "_ln" counts. The one rule for both the initialisation
+# (models: weight 1, bias 0) and the weight decay (none), so the two can never disagree.
+_NORM_MODULE = re.compile(r"(?:^|\.)(?:\w*norm\w*|\w+_ln)\.(?:weight|bias)$")
+
+
+def is_norm(name: str) -> bool:
+    """Whether the parameter `name` (transformers key) belongs to a LayerNorm."""
+    return _NORM_MODULE.search(name) is not None
+
+
 def decays(name: str) -> bool:
     """Whether weight decay applies to the parameter `name` (transformers key).
 
-    Biases, LayerNorm weights (``layernorm``, ``decoder.norm.``, ``fc_norm``) and the mask token
-    are exempt, as in MAE's ``param_groups_weight_decay`` (which exempts every 1-D tensor).
+    Biases, LayerNorm parameters (is_norm) and the mask token are exempt, as in MAE's
+    ``param_groups_weight_decay`` (which exempts every 1-D tensor).
     """
     if name.endswith(".bias") or name == "mask_token":
         return False
-    return not ("layernorm" in name or "norm." in name or "fc_norm" in name)
+    return not is_norm(name)
 
 
 def layer_id(name: str, num_layers: int) -> int:
