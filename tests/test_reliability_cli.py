@@ -274,3 +274,15 @@ def test_reconstruct_refuses_a_mask_ratio_that_hides_nothing(run_cli, tmp_path, 
     code, _, err = run_cli("reconstruct", "--model", root / "pretrained", "--video", root / "clip.gif",
                            "--out", "r.png", "--mask-ratio", "0.01")
     one_error_line(code, err, "reconstruct", "--mask-ratio:", "the smallest that does is 0.0625")
+
+
+def test_saved_settings_missing_a_field_or_holding_an_unknown_one_are_refused():
+    from videomae_np import train
+    d = train.PretrainSettings().to_dict()
+    assert train.PretrainSettings.from_dict(d) == train.PretrainSettings()
+    old = {k: v for k, v in d.items() if k not in ("loss", "pretrain_clips")}   # an older run
+    assert train.PretrainSettings.from_dict(old).loss == "mse"
+    with pytest.raises(ValueError, match="missing lr"):
+        train.PretrainSettings.from_dict({k: v for k, v in d.items() if k != "lr"})
+    with pytest.raises(ValueError, match="unknown warp"):
+        train.PretrainSettings.from_dict({**d, "warp": 9})

@@ -142,6 +142,9 @@ class Settings:
     # a new `steps` stretches the cosine schedule, so the resumed run equals an uninterrupted run
     # of the new length only from the start (a warning says so)
     RESUMABLE = ("steps", "save_every", "log_every")
+    # fields every saved run has held since the first version
+    REQUIRED = frozenset({"steps", "batch_size", "lr", "min_lr", "warmup_steps", "weight_decay",
+                          "betas", "clip_grad", "seed"})
 
     def __post_init__(self):
         validate_settings(self)
@@ -154,11 +157,18 @@ class Settings:
 
     @classmethod
     def from_dict(cls, d):
+        """Settings saved by to_dict. Fields added after a run was saved take their defaults (the
+        behaviour they stand for is the one that run had); a saved run missing a field that
+        changes its numbers, or holding one this version does not know, is refused."""
         d = dict(d)
         d.pop("kind", None)
+        missing = sorted(cls.REQUIRED - set(d))
+        unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
+        if missing or unknown:
+            raise ValueError("; ".join(([f"missing {', '.join(missing)}"] if missing else [])
+                                       + ([f"unknown {', '.join(unknown)}"] if unknown else [])))
         d["betas"] = tuple(d["betas"])
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        return cls(**d)
 
     def spec(self):
         return toy.ToySpec(**{k: tuple(v) if isinstance(v, list) else v for k, v in self.toy.items()})
