@@ -65,3 +65,16 @@ def test_bad_study_arguments_are_one_line():
         ablate.run_study("masking", "x", seeds=0)
     with pytest.raises(ValueError, match="--jobs"):
         ablate.run_study("masking", "x", jobs=0)
+
+
+def test_arms_sharing_a_pretraining_run_are_grouped_so_no_two_processes_train_into_one_folder():
+    study = ablate.STUDIES["data"]
+    work = [(a, s) for s in range(2) for a in study.arms]
+    groups = ablate._groups(work, TINY)
+    assert sorted(len(g) for g in groups)[-1] == 3          # pretrained at 3 labelled-set sizes
+    assert sum(len(g) for g in groups) == len(work)
+    for g in groups:
+        assert len({s for _, s in g}) == 1
+        keys = {ablate._digest(ablate._pretrain_settings(a, TINY, s).to_dict()) if a.pretrain is not None
+                else a.name for a, s in g}
+        assert len(keys) == 1

@@ -194,6 +194,22 @@ def _job(root: str, arm: Arm, budget: Budget, seed: int) -> dict:
     return result
 
 
+def _jobs_in_turn(root: str, arms: tuple, budget: Budget, seed: int) -> list:
+    """Run arms that share one pretraining run one after the other (the first pretrains, the
+    others reuse it): two processes never train into the same run folder."""
+    return [_job(root, arm, budget, seed) for arm in arms]
+
+
+def _groups(work, budget):
+    """[(arm, seed)] -> lists of the same, grouped by the pretraining run they share (in order)."""
+    groups = {}
+    for arm, seed in work:
+        key = ((_digest(_pretrain_settings(arm, budget, seed).to_dict()), seed)
+               if arm.pretrain is not None else (arm.name, seed))
+        groups.setdefault(key, []).append((arm, seed))
+    return list(groups.values())
+
+
 # ------------------------------------------------------------------------------------------------
 # the study
 # ------------------------------------------------------------------------------------------------
@@ -357,18 +373,20 @@ def run_study(name: str, out, seeds: int = 3, quick: bool = False, jobs: int | N
     records = []
     ctx = mp.get_context("spawn")        # fresh interpreters: no thread pools carried over a fork
     with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-        futures = {pool.submit(_job, str(root), arm, budget, s): (arm, s) for arm, s in work}
+        futures = {pool.submit(_jobs_in_turn, str(root), tuple(a for a, _ in group), budget, group[0][1]): group
+                   for group in _groups(work, budget)}
         try:
-            for i, fut in enumerate(cf.as_completed(futures), 1):
-                arm, s = futures[fut]
-                r = fut.result()
-                records.append(r)
-                rec = (f", reconstruction loss {r['reconstruction_loss']:.3f}"
-                       if "reconstruction_loss" in r else "")
-                elapsed = time.perf_counter() - t0
-                eta = elapsed / i * (len(work) - i)
-                log(f"[{i:>2d}/{len(work)}] {arm.name:<26s} seed {s}: accuracy {100 * r['accuracy']:5.1f}%"
-                    f"{rec}  ({r['seconds']:.0f} s; elapsed {elapsed / 60:.1f} min, ETA {eta / 60:.1f} min)")
+            for fut in cf.as_completed(futures):
+                for r in fut.result():
+                    records.append(r)
+                    i = len(records)
+                    rec = (f", reconstruction loss {r['reconstruction_loss']:.3f}"
+                           if "reconstruction_loss" in r else "")
+                    elapsed = time.perf_counter() - t0
+                    eta = elapsed / i * (len(work) - i)
+                    log(f"[{i:>2d}/{len(work)}] {r['arm']:<26s} seed {r['seed']}: accuracy "
+                        f"{100 * r['accuracy']:5.1f}%{rec}  ({r['seconds']:.0f} s; elapsed "
+                        f"{elapsed / 60:.1f} min, ETA {eta / 60:.1f} min)")
         except BaseException:
             for f in futures:
                 f.cancel()
