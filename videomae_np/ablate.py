@@ -22,11 +22,9 @@ import concurrent.futures as cf
 import dataclasses
 import hashlib
 import json
-import math
 import multiprocessing as mp
 import os
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -13,7 +13,6 @@ backward that reads the forward in reverse (``value_and_grad``).
 from __future__ import annotations
 
 import functools
-import json
 import warnings
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import numpy as np
 
 from . import checkpoint as ckpt
 from . import kernels
-from .config import VideoMAEConfig, _atomic_write_text
+from .config import VideoMAEConfig
 from .masking import visible_and_masked_indices
 from .optim import is_norm
 from .ops.attention import stacked_base
