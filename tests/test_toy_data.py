@@ -160,4 +160,4 @@ def test_the_premise_of_tube_masking_holds_on_the_default_clips():
     assert travel >= p                                      # every object crosses a patch
     # redundancy: between consecutive frames most pixels keep their value (only the objects move)
     changed = (np.abs(np.diff(clean, axis=1)).max(axis=2) > 0.05).mean()
-    assert changed < 0.3, changed                           # measured 0.19
+    assert changed < 0.3, changed         # measured 0.29 with two shapes (0.19 with one)
