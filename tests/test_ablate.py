@@ -71,10 +71,32 @@ def test_arms_sharing_a_pretraining_run_are_grouped_so_no_two_processes_train_in
     study = ablate.STUDIES["data"]
     work = [(a, s) for s in range(2) for a in study.arms]
     groups = ablate._groups(work, TINY)
-    assert sorted(len(g) for g in groups)[-1] == 3          # pretrained at 3 labelled-set sizes
+    sizes = [a for a in study.arms if a.series == "pretrained"]
+    assert len(sizes) >= 3 and sorted(len(g) for g in groups)[-1] == len(sizes)   # one pretraining, every size
     assert sum(len(g) for g in groups) == len(work)
     for g in groups:
         assert len({s for _, s in g}) == 1
         keys = {ablate._digest(ablate._pretrain_settings(a, TINY, s).to_dict()) if a.pretrain is not None
                 else a.name for a, s in g}
         assert len(keys) == 1
+
+
+def test_compute_time_counts_a_shared_pretraining_once():
+    records = [{"pretrain_dir": "p0", "pretrain_seconds": 600.0, "finetune_dir": f"f{i}", "finetune_seconds": 60.0}
+               for i in range(3)] + [{"finetune_dir": "s", "finetune_seconds": 30.0}]
+    assert ablate.compute_minutes(records) == pytest.approx((600 + 3 * 60 + 30) / 60)
+
+
+def test_a_study_with_numeric_and_named_arms_draws_curves_beside_bars(tmp_path):
+    import matplotlib.image as mpimg
+    study = ablate.STUDIES["data"]
+    records = [{"arm": a.name, "seed": s, "accuracy": 0.3 + 0.1 * s + 0.01 * i}
+               for i, a in enumerate(study.arms) for s in range(2)]
+    rows = ablate.summarise(study, records)
+    meta = {"classes": 4, "seeds": [0, 1], "quick": False}
+    ablate.write_plot(tmp_path / "data.png", study, rows, meta)
+    one = ablate.STUDIES["ratio"]
+    ablate.write_plot(tmp_path / "ratio.png", one, ablate.summarise(
+        one, [{"arm": a.name, "seed": 0, "accuracy": 0.5} for a in one.arms]), meta)
+    wide, narrow = mpimg.imread(tmp_path / "data.png"), mpimg.imread(tmp_path / "ratio.png")
+    assert wide.shape[1] == 2 * narrow.shape[1]          # two panels: the labelled-set curves, the named arms

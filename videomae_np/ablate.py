@@ -175,6 +175,7 @@ def _job(root: str, arm: Arm, budget: Budget, seed: int) -> dict:
                 train.run_pretrain(ps, pdir, resume=state is not None, log=log)
         hist = [r["loss"] for r in train.read_metrics(pdir)]
         result["pretrain_dir"] = str(pdir.relative_to(root.parent))
+        result["pretrain_seconds"] = train.read_state(pdir).get("seconds_last_session")
         result["reconstruction_loss"] = float(np.mean(hist[-50:]))
         init = str(pdir)
     fs = _finetune_settings(arm, budget, seed, init)
@@ -187,8 +188,18 @@ def _job(root: str, arm: Arm, budget: Budget, seed: int) -> dict:
             train.run_finetune(fs, fdir, resume=state is not None, log=log)
     metrics = json.loads(metrics_file.read_text())
     result.update(accuracy=metrics["eval_accuracy"], train_accuracy=metrics["train_accuracy"],
-                  finetune_dir=str(fdir.relative_to(root.parent)), seconds=round(time.perf_counter() - t0, 1))
+                  finetune_dir=str(fdir.relative_to(root.parent)),
+                  finetune_seconds=metrics.get("seconds_last_session"),
+                  seconds=round(time.perf_counter() - t0, 1))     # this invocation (small when reused)
     return result
+
+
+def compute_minutes(records) -> float:
+    """Minutes the study's runs took when they were computed (each shared pretraining counted once;
+    a resumed run counts its last session only), whatever this invocation reused."""
+    pre = {r["pretrain_dir"]: r.get("pretrain_seconds") or 0.0 for r in records if "pretrain_dir" in r}
+    fine = {r["finetune_dir"]: r.get("finetune_seconds") or 0.0 for r in records}
+    return (sum(pre.values()) + sum(fine.values())) / 60
 
 
 def _jobs_in_turn(root: str, arms: tuple, budget: Budget, seed: int) -> list:
@@ -272,7 +283,10 @@ def write_markdown(path: Path, study: Study, rows, meta) -> str:
              f"{meta['budget']['finetune_steps']} fine-tuning steps on {meta['budget']['train_clips']} "
              f"labelled clips (unless the arm says otherwise), held-out accuracy on "
              f"{meta['budget']['eval_clips']} clips, chance {100 / meta['classes']:.0f}%; "
-             f"seeds {meta['seeds']}; commit {meta['commit']}; wall time {meta['wall_s'] / 60:.1f} min"
+             f"seeds {meta['seeds']}; commit {meta['commit']}; this invocation took "
+             f"{meta['wall_s'] / 60:.1f} min of wall time; its runs, some perhaps made by an earlier "
+             f"invocation or another study, took {meta['compute_min']:.0f} min when made "
+             f"({meta['jobs']} jobs at a time)"
              f"{' (--quick: a first look, not a result)' if meta['quick'] else ''}.",
              f"Paper: {study.source}; ViT-B, 800 epochs on SSv2.", "",
              "| arm | held-out accuracy % (mean ± std) | per seed | reconstruction loss | paper (SSv2 top-1 %) |",
@@ -298,6 +312,36 @@ def write_markdown(path: Path, study: Study, rows, meta) -> str:
     return text
 
 
+def _curves(ax, study: Study, rs):
+    """Numeric arms (ratio, depth, labelled clips): one line with error bars per series."""
+    for series in dict.fromkeys(r["series"] for r in rs):
+        line = sorted((r for r in rs if r["series"] == series), key=lambda r: r["x"])
+        ax.errorbar([r["x"] for r in line], [r["accuracy_mean"] for r in line],
+                    yerr=[r["accuracy_std"] for r in line], marker="o", capsize=4, label=series or "ours")
+    papers = sorted((r for r in rs if r["paper"] is not None), key=lambda r: r["x"])
+    if papers:
+        ax2 = ax.twinx()
+        ax2.plot([r["x"] for r in papers], [r["paper"] for r in papers], "s--", color="grey", label="paper")
+        ax2.set_ylabel("paper: SSv2 top-1 (%)", color="grey")
+        ax2.legend(loc="lower right", fontsize=8)
+    if study.name == "data":
+        ax.set_xscale("log", base=2)
+    ax.set_xlabel(study.xlabel)
+
+
+def _bars(ax, rs):
+    """Arms without a number (mask kinds, losses, pretraining sets): bars with error bars."""
+    pos = np.arange(len(rs))
+    ax.bar(pos, [r["accuracy_mean"] for r in rs], yerr=[r["accuracy_std"] for r in rs], capsize=4,
+           color="tab:blue", alpha=0.8, label="ours (mean ± std over seeds)")
+    papers = [(i, r["paper"]) for i, r in enumerate(rs) if r["paper"] is not None]
+    if papers:
+        ax.scatter([p[0] for p in papers], [p[1] for p in papers], marker="D", color="black", zorder=3,
+                   label="paper: SSv2 top-1 (%)")
+    ax.set_xticks(pos)
+    ax.set_xticklabels([r["arm"] for r in rs], rotation=20, ha="right", fontsize=8)
+
+
 def write_plot(path: Path, study: Study, rows, meta):
     try:
         import matplotlib
@@ -305,41 +349,24 @@ def write_plot(path: Path, study: Study, rows, meta):
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    fig, ax = plt.subplots(figsize=(7.5, 4.2))
-    chance = 100 / meta["classes"]
     done = [r for r in rows if r["accuracy_mean"] is not None]
     numeric = [r for r in done if r["x"] is not None]
-    if numeric and len(numeric) == len(done):
-        for series in dict.fromkeys(r["series"] for r in done):
-            rs = sorted((r for r in done if r["series"] == series), key=lambda r: r["x"])
-            ax.errorbar([r["x"] for r in rs], [r["accuracy_mean"] for r in rs],
-                        yerr=[r["accuracy_std"] for r in rs], marker="o", capsize=4, label=series or "ours")
-            if any(r["paper"] is not None for r in rs):
-                ax2 = ax.twinx()
-                ps = [r for r in rs if r["paper"] is not None]
-                ax2.plot([r["x"] for r in ps], [r["paper"] for r in ps], "s--", color="grey", label="paper")
-                ax2.set_ylabel("paper: SSv2 top-1 (%)", color="grey")
-                ax2.legend(loc="lower right", fontsize=8)
-        if study.name == "data":
-            ax.set_xscale("log", base=2)
-        ax.set_xlabel(study.xlabel)
-    else:
-        pos = np.arange(len(done))
-        ax.bar(pos, [r["accuracy_mean"] for r in done], yerr=[r["accuracy_std"] for r in done], capsize=4,
-               color="tab:blue", alpha=0.8, label="ours (mean ± std over seeds)")
-        papers = [(i, r["paper"]) for i, r in enumerate(done) if r["paper"] is not None]
-        if papers:
-            ax.scatter([p[0] for p in papers], [p[1] for p in papers], marker="D", color="black", zorder=3,
-                       label="paper: SSv2 top-1 (%)")
-        ax.set_xticks(pos)
-        ax.set_xticklabels([r["arm"] for r in done], rotation=20, ha="right", fontsize=8)
-    ax.axhline(chance, color="red", lw=0.8, ls=":", label=f"chance ({chance:.0f}%)")
-    ax.set_ylabel("held-out accuracy (%)")
-    ax.set_ylim(0, 100)
+    other = [r for r in done if r["x"] is None]
+    panels = [p for p in (numeric, other) if p] or [done]
+    fig, axes = plt.subplots(1, len(panels), figsize=(7.5 * len(panels), 4.2), squeeze=False)
+    chance = 100 / meta["classes"]
+    for ax, rs in zip(axes[0], panels):
+        if rs is numeric:
+            _curves(ax, study, rs)
+        else:
+            _bars(ax, rs)
+        ax.axhline(chance, color="red", lw=0.8, ls=":", label=f"chance ({chance:.0f}%)")
+        ax.set_ylabel("held-out accuracy (%)")
+        ax.set_ylim(0, 100)
+        ax.legend(loc="upper left", fontsize=8)
     n = len(meta["seeds"])
-    ax.set_title(f"{study.title}: toy scale, {n} seed{'s' if n > 1 else ''}"
+    fig.suptitle(f"{study.title}: toy scale, {n} seed{'s' if n > 1 else ''}, mean ± std"
                  + (" (--quick)" if meta["quick"] else ""), fontsize=10)
-    ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     try:
         atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
@@ -393,8 +420,8 @@ def run_study(name: str, out, seeds: int = 3, quick: bool = False, jobs: int | N
     records.sort(key=lambda r: order[(r["arm"], r["seed"])])
     rows = summarise(study, records)
     meta = {"study": name, "title": study.title, "source": study.source, "quick": quick,
-            "seeds": list(range(seeds)), "budget": dataclasses.asdict(budget), "commit": _commit(),
-            "wall_s": round(wall, 1), "classes": toy.ToySpec().num_classes,
+            "seeds": list(range(seeds)), "jobs": jobs, "budget": dataclasses.asdict(budget), "commit": _commit(),
+            "wall_s": round(wall, 1), "compute_min": round(compute_minutes(records), 1), "classes": toy.ToySpec().num_classes,
             "arms": [dataclasses.asdict(a) for a in study.arms]}
     stem = name + ("-quick" if quick else "")
     atomic_write_text(out / f"{stem}.json", json.dumps(
