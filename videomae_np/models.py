@@ -217,7 +217,7 @@ def encoder_forward(P, prefix, cfg, pos, x, mask, head_masks, want_hidden, want_
     for i in range(cfg.num_hidden_layers):
         p = {n: P[_layer_key(prefix, i, n)] for n in names}
         h, probs, c = block_forward(h, p, cfg.num_attention_heads, cfg.layer_norm_eps, cfg.hidden_act,
-                                    head_masks[i], drops[i] if drops else None, want_attn,
+                                    head_masks[i], drops[i] if drops else None, keep_probs=want_attn,
                                     tape=_sub(tape, f"{prefix}encoder.layer.{i}."))
         if keep_cache:
             caches.append(c)
@@ -250,7 +250,7 @@ def encoder_backward(dh, cache, prefix, cfg, grads, need_input_grad=False, *, ta
     if tape is not None:
         tape(prefix + "embeddings", dh)
     # the position table is a constant: its gradient is dropped
-    dx, grads[prefix + PATCH_W], grads[prefix + PATCH_B] = patch_embed_backward(dh, c_pe, need_input_grad)
+    dx, grads[prefix + PATCH_W], grads[prefix + PATCH_B] = patch_embed_backward(dh, c_pe, need_dx=need_input_grad)
     return dx
 
 
@@ -545,7 +545,7 @@ class VideoMAEForPreTraining(VideoMAEPreTrainedModel):
         for i in range(cfg.decoder_num_hidden_layers):
             p = {n: P[f"decoder.decoder_layers.{i}.{n}"] for n in names}
             z, _, c = block_forward(z, p, cfg.decoder_num_attention_heads, cfg.layer_norm_eps, cfg.hidden_act,
-                                    None, drops[i] if drops else None, need_probs=False,
+                                    None, drops[i] if drops else None, keep_probs=False,
                                     tape=_sub(tape, f"decoder.decoder_layers.{i}."))
             if keep_cache:
                 caches.append(c)
