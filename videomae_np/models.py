@@ -2,12 +2,19 @@
 
 Thin classes over the functional core in ``ops/``: each holds its parameters in a flat dict under
 transformers' key names (``state_dict()``), runs a forward that keeps the caches of every op, and a
-backward that reads the forward in reverse (``value_and_grad``).
+backward that reads the forward in reverse (``value_and_grad``). The method's phases are free
+functions, each a ``*_forward`` / ``*_backward`` pair with a named cache; the classes compose them:
 
     encoder:   video -> visible tubelets -> patch embed + pos -> L blocks -> [layernorm]
-    pretrain:  encoder -> encoder_to_decoder, + pos  |  mask_token + pos  -> decoder blocks
-               -> last Nm tokens -> norm -> head -> MSE against the (normalised) masked patches
-    classify:  encoder -> mean over tokens -> fc_norm  (or token 0) -> classifier -> loss
+    pretrain:  encoder -> decoder: encoder_to_decoder, + pos  |  mask_token + pos  -> decoder blocks
+               -> last Nm tokens -> norm -> head -> reconstruction loss against the masked patches
+    classify:  encoder -> classifier: mean over tokens -> fc_norm  (or token 0) -> classifier -> loss
+
+    encoder_forward / encoder_backward                            all three classes
+    decoder_forward / decoder_backward,
+    reconstruction_loss_forward / reconstruction_loss_backward     VideoMAEForPreTraining
+    classifier_forward / classifier_backward,
+    classification_loss_forward / classification_loss_backward     VideoMAEForVideoClassification
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import functools
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -26,10 +34,10 @@ from .optim import is_norm
 from .ops.attention import stacked_base
 from .ops.dropout import Drop, drop_path_rates
 from .ops.block import block_backward, block_forward, block_param_names
-from .ops.layernorm import layernorm_backward, layernorm_forward
-from .ops.linear import linear_backward, linear_forward
+from .ops.layernorm import LayerNormCache, layernorm_backward, layernorm_forward
+from .ops.linear import LinearCache, linear_backward, linear_forward
 from .ops.losses import CLASSIFICATION_LOSSES, RECONSTRUCTION_LOSSES
-from .ops.patch_embed import patch_embed_backward, patch_embed_forward, tubelets
+from .ops.patch_embed import PatchEmbedCache, patch_embed_backward, patch_embed_forward, tubelets
 from .outputs import BaseModelOutput, ImageClassifierOutput, VideoMAEForPreTrainingOutput
 from .positions import sinusoid_table
 
@@ -196,13 +204,31 @@ def _stack_qkv(params: dict) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------
-# the encoder, shared by the three classes
+# the phases of the method, each a forward/backward pair (MAE's forward_encoder, forward_decoder,
+# forward_loss). Each forward returns its outputs and a named cache; each backward reads that cache,
+# fills the parameter gradients it owns into ``grads`` and returns the gradient of its input.
+#
+# Flags are keyword-only and keep one name all the way down, through ops/ and kernels/ (the public
+# methods translate transformers' names once, at the top):
+#   keep_hidden  return every layer's hidden state            (public: output_hidden_states)
+#   keep_probs   return the attention probabilities           (public: output_attentions)
+#   keep_cache   keep every block's cache for backward        (set by value_and_grad)
+#   need_dx      compute the gradient of a function's input;  (public: value_and_grad's input_grad)
+#                here d(pixel_values), in ops/linear and ops/patch_embed d(their input)
 # ------------------------------------------------------------------------------------------------
-def encoder_forward(P, prefix, cfg, pos, x, mask, head_masks, want_hidden, want_attn, keep_cache,
-                    drops=None, *, tape=None):
-    """x: (B, T, C, H, W) -> (B, Nv, D) tokens, hidden states, attentions, cache.
+class EncoderCache(NamedTuple):
+    patch_embed: PatchEmbedCache   # the embedded tubelets' columns (B Nv, C*t*p*p)
+    vis_idx: object                # (B, Nv) int positions of the visible tokens | None (all N)
+    blocks: list                   # one BlockCache per layer (empty unless keep_cache)
+    layernorm: object              # LayerNormCache of the last hidden state (B, Nv, D) | None (mean pooling)
 
-    drops: per-layer ops.dropout.Drop (training) or None (evaluation)."""
+
+def encoder_forward(P, prefix, cfg, pos, x, mask, head_masks, drops=None, *, keep_hidden, keep_probs,
+                    keep_cache, tape=None):
+    """x: (B, T, C, H, W), mask: (B, N) bool | None, pos: (N, D) -> tokens (B, Nv, D), hidden states
+    (tuple of L+1 (B, Nv, D) | None), attentions (tuple of L (B, h, Nv, Nv) | None), EncoderCache.
+
+    head_masks: per-layer (h,) | None; drops: per-layer ops.dropout.Drop (training) or None."""
     vis_idx = None
     if mask is not None:                        # only the visible tubelets are embedded
         vis_idx, _ = visible_and_masked_indices(mask)
@@ -217,13 +243,13 @@ def encoder_forward(P, prefix, cfg, pos, x, mask, head_masks, want_hidden, want_
     for i in range(cfg.num_hidden_layers):
         p = {n: P[_layer_key(prefix, i, n)] for n in names}
         h, probs, c = block_forward(h, p, cfg.num_attention_heads, cfg.layer_norm_eps, cfg.hidden_act,
-                                    head_masks[i], drops[i] if drops else None, want_attn,
+                                    head_masks[i], drops[i] if drops else None, keep_probs=keep_probs,
                                     tape=_sub(tape, f"{prefix}encoder.layer.{i}."))
         if keep_cache:
             caches.append(c)
-        if want_hidden:
+        if keep_hidden:
             hidden.append(h)
-        if want_attn:
+        if keep_probs:
             attns.append(probs)
     c_ln = None
     if not cfg.use_mean_pooling:
@@ -231,27 +257,239 @@ def encoder_forward(P, prefix, cfg, pos, x, mask, head_masks, want_hidden, want_
                                     cfg.layer_norm_eps)
         if tape is not None:
             tape(prefix + "layernorm", h)
-    cache = (c_pe, vis_idx, caches, c_ln)
-    return h, (tuple(hidden) if want_hidden else None), (tuple(attns) if want_attn else None), cache
+    cache = EncoderCache(c_pe, vis_idx, caches, c_ln)
+    return h, (tuple(hidden) if keep_hidden else None), (tuple(attns) if keep_probs else None), cache
 
 
-def encoder_backward(dh, cache, prefix, cfg, grads, need_input_grad=False, *, tape=None):
-    """dh: (B, Nv, D) -> grads filled in place; returns d(pixel_values) or None.
-    tape: the backward recorder (names already under TAPE_GRAD) | None."""
-    c_pe, vis_idx, caches, c_ln = cache
-    if c_ln is not None:
+def encoder_backward(dh, cache, prefix, cfg, grads, *, need_dx=False, tape=None):
+    """dh: (B, Nv, D) -> grads filled in place; returns d(pixel_values) (B, T, C, H, W) if need_dx,
+    else None. tape: the backward recorder (names already under TAPE_GRAD) | None."""
+    if cache.layernorm is not None:
         if tape is not None:
             tape(prefix + "layernorm", dh)
-        dh, grads[prefix + "layernorm.weight"], grads[prefix + "layernorm.bias"] = layernorm_backward(dh, c_ln)
-    for i in reversed(range(len(caches))):
-        dh, g, _ = block_backward(dh, caches[i], tape=_sub(tape, f"{prefix}encoder.layer.{i}."))
+        dh, grads[prefix + "layernorm.weight"], grads[prefix + "layernorm.bias"] = \
+            layernorm_backward(dh, cache.layernorm)
+    for i in reversed(range(len(cache.blocks))):
+        dh, g, _ = block_backward(dh, cache.blocks[i], tape=_sub(tape, f"{prefix}encoder.layer.{i}."))
         for n, v in g.items():
             grads[_layer_key(prefix, i, n)] = v
     if tape is not None:
         tape(prefix + "embeddings", dh)
     # the position table is a constant: its gradient is dropped
-    dx, grads[prefix + PATCH_W], grads[prefix + PATCH_B] = patch_embed_backward(dh, c_pe, need_input_grad)
+    dx, grads[prefix + PATCH_W], grads[prefix + PATCH_B] = patch_embed_backward(dh, cache.patch_embed,
+                                                                                need_dx=need_dx)
     return dx
+
+
+class DecoderCache(NamedTuple):
+    encoder_to_decoder: LinearCache  # the encoder output as rows (B Nv, D)
+    blocks: list                   # one BlockCache per decoder layer (empty unless keep_cache)
+    num_tokens: int                # N, visible and masked
+    num_masked: int                # Nm: the decoder's last Nm tokens are the predictions
+    norm: LayerNormCache           # of the last Nm tokens (B, Nm, Dd)
+    head: LinearCache              # the normalised tokens as rows (B Nm, Dd)
+
+
+def decoder_forward(P, cfg, pos, h, vis_idx, msk_idx, drops=None, *, keep_cache, tape=None):
+    """h: (B, Nv, D) encoder output, vis_idx: (B, Nv), msk_idx: (B, Nm), pos: (N, Dd) the decoder's
+    position table -> logits (B, Nm, P) of the masked tokens, DecoderCache.
+
+    drops: per-layer ops.dropout.Drop (training) or None."""
+    N = cfg.num_patches
+    Nm = N - h.shape[1]
+    e2d, c_e2d = linear_forward(h, P["encoder_to_decoder.weight"])                 # (B, Nv, Dd)
+    if tape is not None:
+        tape("encoder_to_decoder", e2d)
+    # decoder input: visible tokens first, then one mask token per hidden position, each plus
+    # the position it stands for (the visible order is not restored; the positions say it)
+    z = np.concatenate([e2d + pos[vis_idx], P["mask_token"] + pos[msk_idx]], axis=1)  # (B, N, Dd)
+    caches = []
+    names = block_param_names(cfg.qv_bias)
+    for i in range(cfg.decoder_num_hidden_layers):
+        p = {n: P[f"decoder.decoder_layers.{i}.{n}"] for n in names}
+        z, _, c = block_forward(z, p, cfg.decoder_num_attention_heads, cfg.layer_norm_eps, cfg.hidden_act,
+                                None, drops[i] if drops else None, keep_probs=False,
+                                tape=_sub(tape, f"decoder.decoder_layers.{i}."))
+        if keep_cache:
+            caches.append(c)
+    zm = z[:, -Nm:]                                                                 # (B, Nm, Dd)
+    zn, c_norm = layernorm_forward(zm, P["decoder.norm.weight"], P["decoder.norm.bias"], HEAD_NORM_EPS)
+    logits, c_head = linear_forward(zn, P["decoder.head.weight"], P["decoder.head.bias"])  # (B, Nm, P)
+    if tape is not None:
+        tape("decoder.norm", zn)
+        tape("decoder.head", logits)
+    return logits, DecoderCache(c_e2d, caches, N, Nm, c_norm, c_head)
+
+
+def decoder_backward(dlogits, cache, grads, *, tape=None):
+    """dlogits: (B, Nm, P) -> d(encoder output) (B, Nv, D); the decoder's gradients (and the mask
+    token's) filled into grads. tape: the backward recorder | None."""
+    N, Nm = cache.num_tokens, cache.num_masked
+    dzn, grads["decoder.head.weight"], grads["decoder.head.bias"] = linear_backward(dlogits, cache.head)
+    if tape is not None:
+        tape("decoder.head", dlogits)
+        tape("decoder.norm", dzn)
+    dzm, grads["decoder.norm.weight"], grads["decoder.norm.bias"] = layernorm_backward(dzn, cache.norm)
+    dz = np.zeros((dzm.shape[0], N, dzm.shape[2]), dzm.dtype)
+    dz[:, -Nm:] = dzm                                    # the visible slots fed no logit
+    for i in reversed(range(len(cache.blocks))):
+        dz, gb, _ = block_backward(dz, cache.blocks[i], tape=_sub(tape, f"decoder.decoder_layers.{i}."))
+        for n, v in gb.items():
+            grads[f"decoder.decoder_layers.{i}.{n}"] = v
+    Nv = N - Nm
+    grads["mask_token"] = dz[:, Nv:].sum(axis=(0, 1)).reshape(1, 1, -1)
+    de2d = np.ascontiguousarray(dz[:, :Nv])
+    if tape is not None:
+        tape("encoder_to_decoder", de2d)
+    dh, grads["encoder_to_decoder.weight"], _ = linear_backward(de2d, cache.encoder_to_decoder)
+    return dh
+
+
+class ReconstructionLossCache(NamedTuple):
+    loss_fn: str                   # the key of ops.losses.RECONSTRUCTION_LOSSES
+    loss: tuple                    # that loss's own cache (ops/losses.py: DiffCache, SmoothL1Cache)
+
+
+def reconstruction_loss_forward(x, logits, msk_idx, cfg, loss_fn):
+    """x: (B, T, C, H, W) pixels, logits: (B, Nm, P), msk_idx: (B, Nm) -> the loss (scalar) of the
+    masked tokens against their targets (pixel_targets), ReconstructionLossCache."""
+    labels = pixel_targets(x, cfg, msk_idx)                                        # (B, Nm, P)
+    loss, c_loss = RECONSTRUCTION_LOSSES[loss_fn][0](logits, labels)
+    return loss, ReconstructionLossCache(loss_fn, c_loss)
+
+
+def reconstruction_loss_backward(cache, dloss=1.0):   # -> d(logits) (B, Nm, P)
+    return RECONSTRUCTION_LOSSES[cache.loss_fn][1](dloss, cache.loss)
+
+
+def pixel_targets(x, cfg, token_idx=None):
+    """(B, T, C, H, W) model-dtype pixels -> (B, N, t*p*p*C) pretraining targets (see targets()).
+
+    token_idx: (B, M) token positions to return (the masked ones in training), else all N.
+    """
+    dtype = x.dtype.type
+    C = cfg.num_channels
+    if C != 3 and not cfg.norm_pix_loss:
+        raise ValueError(f"norm_pix_loss=False needs RGB input to un-normalise, but num_channels={C}; "
+                         "set config.norm_pix_loss=True")
+    t, p = cfg.tubelet_size, cfg.patch_size
+    # (B, N, C, t*p*p): each token's pixels per channel (the Conv3d order), contiguous along the
+    # axis the statistics reduce over
+    tok = tubelets(x, t, p).reshape(x.shape[0], cfg.num_patches, C, t * p * p)
+    if token_idx is not None:
+        tok = tok[np.arange(tok.shape[0])[:, None], token_idx]
+    if C == 3:
+        # back to [0, 1] with the ImageNet statistics; torch.as_tensor of Python floats makes
+        # float32 constants, and we round the same way
+        mean = np.asarray(IMAGENET_DEFAULT_MEAN, np.float32).astype(dtype)[:, None]
+        std = np.asarray(IMAGENET_DEFAULT_STD, np.float32).astype(dtype)[:, None]
+        tok = tok * std + mean
+    if cfg.norm_pix_loss:
+        n = tok.shape[-1]
+        mu = tok.mean(axis=-1, keepdims=True)
+        tok = tok - mu
+        sd = np.sqrt(np.einsum("...i,...i->...", tok, tok)[..., None] / dtype(n - 1))   # unbiased
+        tok /= sd + dtype(NORM_PIX_EPS)
+    # channel last inside a token: (B, M, t*p*p, C) flattened
+    return np.ascontiguousarray(tok.transpose(0, 1, 3, 2)).reshape(tok.shape[0], tok.shape[1], -1)
+
+
+class ClassifierCache(NamedTuple):
+    num_tokens: int                # N, the mean's divisor
+    fc_norm: object                # LayerNormCache of the mean token (B, D) | None (token 0 is read)
+    classifier: object             # LinearCache of the pooled rows (B, D) | None (num_labels == 0)
+
+
+def classifier_forward(P, cfg, h, *, tape=None):
+    """h: (B, N, D) encoder output -> logits (B, K) (the pooled (B, D) when num_labels == 0),
+    ClassifierCache. Pooling: fc_norm(mean over tokens) with use_mean_pooling, else token 0."""
+    N = h.shape[1]
+    if cfg.use_mean_pooling:
+        pooled, c_pool = layernorm_forward(h.mean(axis=1), P["fc_norm.weight"], P["fc_norm.bias"],
+                                           HEAD_NORM_EPS)                             # (B, D)
+        if tape is not None:
+            tape("fc_norm", pooled)
+    else:
+        pooled, c_pool = h[:, 0], None                                               # token 0
+    if cfg.num_labels > 0:
+        logits, c_cls = linear_forward(pooled, P["classifier.weight"], P["classifier.bias"])
+        if tape is not None:
+            tape("classifier", logits)
+    else:
+        logits, c_cls = pooled, None
+    return logits, ClassifierCache(N, c_pool, c_cls)
+
+
+def classifier_backward(dlogits, cache, grads, *, tape=None):
+    """dlogits: (B, K) -> d(encoder output) (B, N, D); the head's gradients filled into grads."""
+    if cache.classifier is not None:
+        if tape is not None:
+            tape("classifier", dlogits)
+        dpooled, grads["classifier.weight"], grads["classifier.bias"] = linear_backward(dlogits,
+                                                                                         cache.classifier)
+    else:
+        dpooled = dlogits
+    B, D = dpooled.shape
+    N = cache.num_tokens
+    if cache.fc_norm is not None:
+        if tape is not None:
+            tape("fc_norm", dpooled)
+        dmean, grads["fc_norm.weight"], grads["fc_norm.bias"] = layernorm_backward(dpooled, cache.fc_norm)
+        dh = np.broadcast_to((dmean / N)[:, None, :], (B, N, D)).copy()
+    else:
+        dh = np.zeros((B, N, D), dpooled.dtype)
+        dh[:, 0] = dpooled
+    return dh
+
+
+class ClassificationLossCache(NamedTuple):
+    kind: str                      # transformers' problem_type, a key of ops.losses.CLASSIFICATION_LOSSES
+    loss: tuple                    # that loss's own cache (ops/losses.py)
+
+
+def classification_loss_forward(logits, labels, kind, dtype):
+    """logits: (B, K), labels: (B,) int, (B,) / (B, K) float -> the loss (scalar) of problem type
+    ``kind``, ClassificationLossCache. A one-output regression squeezes both sides: its gradient
+    then comes back (B,), for the caller to reshape."""
+    B, K = logits.shape
+    if kind == "regression":
+        y = labels.astype(dtype)
+        if K == 1:          # transformers squeezes both sides when there is one output
+            if y.size != B:
+                raise ValueError(f"regression labels must hold one value per sample ({B}), got shape {labels.shape}")
+            logits, y = logits.reshape(-1), y.reshape(-1)
+        elif y.shape != logits.shape:
+            raise ValueError(f"regression labels must have shape {logits.shape}, got {labels.shape}")
+        target = y
+    elif kind == "single_label_classification":
+        if not np.issubdtype(labels.dtype, np.integer):
+            raise TypeError(f"single-label classification needs integer labels, got dtype {labels.dtype}")
+        if labels.size != B:
+            raise ValueError(f"labels must hold one class index per sample ({B}), got shape {labels.shape}")
+        target = labels.reshape(-1)
+    else:
+        if labels.shape != logits.shape:
+            raise ValueError(f"multi-label targets must have shape {logits.shape}, got {labels.shape}")
+        target = labels.astype(dtype)
+    loss, c = CLASSIFICATION_LOSSES[kind][0](logits, target)
+    return loss, ClassificationLossCache(kind, c)
+
+
+def classification_loss_backward(cache, dloss=1.0):   # -> d(logits), (B, K) or (B,) when squeezed
+    return CLASSIFICATION_LOSSES[cache.kind][1](dloss, cache.loss)
+
+
+# what the heads' value_and_grad keeps between its forward and backward phases
+class PreTrainingCache(NamedTuple):
+    encoder: EncoderCache
+    decoder: DecoderCache
+    loss: ReconstructionLossCache
+
+
+class ClassificationCache(NamedTuple):
+    encoder: EncoderCache
+    head: ClassifierCache
+    loss: object                   # ClassificationLossCache | None (no labels)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -407,15 +645,18 @@ class VideoMAEPreTrainedModel:
         ckpt.write_pretrained(directory, self.params, cfg)   # both files, tied by one save id
 
     # --- shared pieces of forward ---------------------------------------------------------------
-    def _encode(self, pixel_values, bool_masked_pos, head_mask, want_hidden, want_attn, keep_cache, rng=None,
-                *, tape=None):
+    def _encode(self, pixel_values, bool_masked_pos, head_mask, rng=None, *, keep_hidden, keep_probs,
+                keep_cache, tape=None):
+        """Check the inputs and run the encoder phase -> checked pixels, checked mask, encoder output,
+        hidden states, attentions, EncoderCache."""
         cfg = self.config
         x = _check_pixels(cfg, pixel_values, self.dtype)
         mask = _check_mask(cfg, bool_masked_pos, x.shape[0])
         hms = _head_mask(head_mask, cfg.num_hidden_layers, cfg.num_attention_heads, self.dtype)
         drops = self._drops(cfg.num_hidden_layers, rng, self.drop_path_rate)
-        h, hidden, attns, cache = encoder_forward(self.params, self.prefix, cfg, self._pos, x, mask, hms,
-                                                  want_hidden, want_attn, keep_cache, drops, tape=tape)
+        h, hidden, attns, cache = encoder_forward(self.params, self.prefix, cfg, self._pos, x, mask, hms, drops,
+                                                  keep_hidden=keep_hidden, keep_probs=keep_probs,
+                                                  keep_cache=keep_cache, tape=tape)
         return x, mask, h, hidden, attns, cache
 
     def __call__(self, *args, **kwargs):
@@ -437,8 +678,9 @@ class VideoMAEModel(VideoMAEPreTrainedModel):
     @_one_blas_thread
     def forward(self, pixel_values, bool_masked_pos=None, output_hidden_states=False,
                 output_attentions=False, head_mask=None, rng=None, *, tape=None):
-        _, _, h, hidden, attns, _ = self._encode(pixel_values, bool_masked_pos, head_mask,
-                                                 output_hidden_states, output_attentions, False, rng, tape=tape)
+        _, _, h, hidden, attns, _ = self._encode(pixel_values, bool_masked_pos, head_mask, rng,
+                                                 keep_hidden=output_hidden_states, keep_probs=output_attentions,
+                                                 keep_cache=False, tape=tape)
         return BaseModelOutput(last_hidden_state=h, hidden_states=hidden, attentions=attns)
 
     @_one_blas_thread
@@ -451,16 +693,16 @@ class VideoMAEModel(VideoMAEPreTrainedModel):
         """
         if labels is not None:
             raise ValueError("VideoMAEModel has no loss and takes no labels")
-        x, mask, h, _, _, cache = self._encode(pixel_values, bool_masked_pos, head_mask, False, False, True, rng,
-                                               tape=tape)
+        _, _, h, _, _, cache = self._encode(pixel_values, bool_masked_pos, head_mask, rng, keep_hidden=False,
+                                            keep_probs=False, keep_cache=True, tape=tape)
         if grad_output is None:
             grad_output = np.ones_like(h)
         elif np.shape(grad_output) != h.shape:
             raise ValueError(f"grad_output must have the shape of last_hidden_state {h.shape}, got "
                              f"{np.shape(grad_output)}")
         grads = {}
-        dx = encoder_backward(np.asarray(grad_output, self.dtype), cache, "", self.config, grads, input_grad,
-                              tape=_sub(tape, TAPE_GRAD))
+        dx = encoder_backward(np.asarray(grad_output, self.dtype), cache, "", self.config, grads,
+                              need_dx=input_grad, tape=_sub(tape, TAPE_GRAD))
         out = BaseModelOutput(last_hidden_state=h)
         return out, _finish_grads(self, grads, dx)
 
@@ -511,117 +753,47 @@ class VideoMAEForPreTraining(VideoMAEPreTrainedModel):
         """loss_fn: the reconstruction loss, a key of ops.losses.RECONSTRUCTION_LOSSES ("mse" is
         transformers'; "l1" and "smooth_l1" are the alternatives of the paper's Table 1f).
         tape: a recorder of the intermediates (videomae_np/tape.py) | None."""
-        out, _ = self._run(pixel_values, bool_masked_pos, head_mask, output_hidden_states,
-                           output_attentions, keep_cache=False, rng=rng, loss_fn=loss_fn, tape=tape)
+        out, _ = self._run(pixel_values, bool_masked_pos, head_mask, rng, keep_hidden=output_hidden_states,
+                           keep_probs=output_attentions, keep_cache=False, loss_fn=loss_fn, tape=tape)
         return out
 
-    def _run(self, pixel_values, bool_masked_pos, head_mask, want_hidden, want_attn, keep_cache, rng=None,
-             loss_fn="mse", *, tape=None):
+    def _run(self, pixel_values, bool_masked_pos, head_mask, rng=None, *, keep_hidden, keep_probs, keep_cache,
+             loss_fn="mse", tape=None):
+        """The forward phases: encoder (visible tokens) -> decoder (logits of the masked tokens) -> loss.
+        Returns the output and a PreTrainingCache."""
         cfg = self.config
         if loss_fn not in RECONSTRUCTION_LOSSES:
             raise ValueError(f"loss_fn must be one of {', '.join(RECONSTRUCTION_LOSSES)}; got {loss_fn!r}")
         if bool_masked_pos is None:
             raise ValueError("VideoMAEForPreTraining needs bool_masked_pos (B, N): which tokens to hide "
                              "(see videomae_np.masking.tube_mask)")
-        x, mask, h, hidden, attns, c_enc = self._encode(pixel_values, bool_masked_pos, head_mask,
-                                                        want_hidden, want_attn, keep_cache, rng, tape=tape)
-        P = self.params
-        B, Nv, _ = h.shape
-        N = cfg.num_patches
-        Nm = N - Nv
-        if Nm == 0:
+        x, mask, h, hidden, attns, c_enc = self._encode(pixel_values, bool_masked_pos, head_mask, rng,
+                                                        keep_hidden=keep_hidden, keep_probs=keep_probs,
+                                                        keep_cache=keep_cache, tape=tape)
+        if h.shape[1] == cfg.num_patches:
             raise ValueError("bool_masked_pos masks no token: there is nothing to reconstruct")
         vis_idx, msk_idx = visible_and_masked_indices(mask)
-        e2d, c_e2d = linear_forward(h, P["encoder_to_decoder.weight"])                 # (B, Nv, Dd)
-        if tape is not None:
-            tape("encoder_to_decoder", e2d)
-        # decoder input: visible tokens first, then one mask token per hidden position, each plus
-        # the position it stands for (the visible order is not restored; the positions say it)
-        z = np.concatenate([e2d + self._dec_pos[vis_idx], P["mask_token"] + self._dec_pos[msk_idx]],
-                           axis=1)                                                      # (B, N, Dd)
-        caches = []
-        names = block_param_names(cfg.qv_bias)
         drops = self._drops(cfg.decoder_num_hidden_layers, rng, 0.0)  # no drop path in the decoder
-        for i in range(cfg.decoder_num_hidden_layers):
-            p = {n: P[f"decoder.decoder_layers.{i}.{n}"] for n in names}
-            z, _, c = block_forward(z, p, cfg.decoder_num_attention_heads, cfg.layer_norm_eps, cfg.hidden_act,
-                                    None, drops[i] if drops else None, need_probs=False,
-                                    tape=_sub(tape, f"decoder.decoder_layers.{i}."))
-            if keep_cache:
-                caches.append(c)
-        zm = z[:, -Nm:]                                                                 # (B, Nm, Dd)
-        zn, c_norm = layernorm_forward(zm, P["decoder.norm.weight"], P["decoder.norm.bias"], HEAD_NORM_EPS)
-        logits, c_head = linear_forward(zn, P["decoder.head.weight"], P["decoder.head.bias"])  # (B, Nm, P)
-        if tape is not None:
-            tape("decoder.norm", zn)
-            tape("decoder.head", logits)
-        labels = pixel_targets(x, cfg, msk_idx)                                        # (B, Nm, P)
-        loss, c_loss = RECONSTRUCTION_LOSSES[loss_fn][0](logits, labels)
+        logits, c_dec = decoder_forward(self.params, cfg, self._dec_pos, h, vis_idx, msk_idx, drops,
+                                        keep_cache=keep_cache, tape=tape)
+        loss, c_loss = reconstruction_loss_forward(x, logits, msk_idx, cfg, loss_fn)
         out = VideoMAEForPreTrainingOutput(loss=loss, logits=logits, hidden_states=hidden, attentions=attns)
-        return out, (c_enc, c_e2d, caches, N, Nm, c_norm, c_head, (loss_fn, c_loss))
+        return out, PreTrainingCache(c_enc, c_dec, c_loss)
 
     @_one_blas_thread
     def value_and_grad(self, pixel_values, bool_masked_pos=None, labels=None, head_mask=None,
                        input_grad=False, rng=None, *, loss_fn="mse", tape=None):
-        """(output, grads) of the reconstruction loss; grads has exactly state_dict()'s keys."""
+        """(output, grads) of the reconstruction loss; grads has exactly state_dict()'s keys.
+        The forward phases, then their backward in reverse: loss, decoder, encoder."""
         if labels is not None:
             raise ValueError("VideoMAEForPreTraining builds its own targets from pixel_values; pass labels=None")
-        out, cache = self._run(pixel_values, bool_masked_pos, head_mask, False, False, keep_cache=True, rng=rng,
-                               loss_fn=loss_fn, tape=tape)
-        c_enc, c_e2d, caches, N, Nm, c_norm, c_head, (loss_fn, c_loss) = cache
-        g, gtape = {}, _sub(tape, TAPE_GRAD)
-        dlogits = RECONSTRUCTION_LOSSES[loss_fn][1](1.0, c_loss)
-        dzn, g["decoder.head.weight"], g["decoder.head.bias"] = linear_backward(dlogits, c_head)
-        if gtape is not None:
-            gtape("decoder.head", dlogits)
-            gtape("decoder.norm", dzn)
-        dzm, g["decoder.norm.weight"], g["decoder.norm.bias"] = layernorm_backward(dzn, c_norm)
-        dz = np.zeros((dzm.shape[0], N, dzm.shape[2]), dzm.dtype)
-        dz[:, -Nm:] = dzm                                    # the visible slots fed no logit
-        for i in reversed(range(len(caches))):
-            dz, gb, _ = block_backward(dz, caches[i], tape=_sub(gtape, f"decoder.decoder_layers.{i}."))
-            for n, v in gb.items():
-                g[f"decoder.decoder_layers.{i}.{n}"] = v
-        Nv = N - Nm
-        g["mask_token"] = dz[:, Nv:].sum(axis=(0, 1)).reshape(1, 1, -1)
-        de2d = np.ascontiguousarray(dz[:, :Nv])
-        if gtape is not None:
-            gtape("encoder_to_decoder", de2d)
-        dh, g["encoder_to_decoder.weight"], _ = linear_backward(de2d, c_e2d)
-        dx = encoder_backward(dh, c_enc, BASE_PREFIX, self.config, g, input_grad, tape=gtape)
-        return out, _finish_grads(self, g, dx)
-
-
-def pixel_targets(x, cfg, token_idx=None):
-    """(B, T, C, H, W) model-dtype pixels -> (B, N, t*p*p*C) pretraining targets (see targets()).
-
-    token_idx: (B, M) token positions to return (the masked ones in training), else all N.
-    """
-    dtype = x.dtype.type
-    C = cfg.num_channels
-    if C != 3 and not cfg.norm_pix_loss:
-        raise ValueError(f"norm_pix_loss=False needs RGB input to un-normalise, but num_channels={C}; "
-                         "set config.norm_pix_loss=True")
-    t, p = cfg.tubelet_size, cfg.patch_size
-    # (B, N, C, t*p*p): each token's pixels per channel (the Conv3d order), contiguous along the
-    # axis the statistics reduce over
-    tok = tubelets(x, t, p).reshape(x.shape[0], cfg.num_patches, C, t * p * p)
-    if token_idx is not None:
-        tok = tok[np.arange(tok.shape[0])[:, None], token_idx]
-    if C == 3:
-        # back to [0, 1] with the ImageNet statistics; torch.as_tensor of Python floats makes
-        # float32 constants, and we round the same way
-        mean = np.asarray(IMAGENET_DEFAULT_MEAN, np.float32).astype(dtype)[:, None]
-        std = np.asarray(IMAGENET_DEFAULT_STD, np.float32).astype(dtype)[:, None]
-        tok = tok * std + mean
-    if cfg.norm_pix_loss:
-        n = tok.shape[-1]
-        mu = tok.mean(axis=-1, keepdims=True)
-        tok = tok - mu
-        sd = np.sqrt(np.einsum("...i,...i->...", tok, tok)[..., None] / dtype(n - 1))   # unbiased
-        tok /= sd + dtype(NORM_PIX_EPS)
-    # channel last inside a token: (B, M, t*p*p, C) flattened
-    return np.ascontiguousarray(tok.transpose(0, 1, 3, 2)).reshape(tok.shape[0], tok.shape[1], -1)
+        out, cache = self._run(pixel_values, bool_masked_pos, head_mask, rng, keep_hidden=False, keep_probs=False,
+                               keep_cache=True, loss_fn=loss_fn, tape=tape)
+        grads, gtape = {}, _sub(tape, TAPE_GRAD)
+        dlogits = reconstruction_loss_backward(cache.loss)
+        dh = decoder_backward(dlogits, cache.decoder, grads, tape=gtape)
+        dx = encoder_backward(dh, cache.encoder, BASE_PREFIX, self.config, grads, need_dx=input_grad, tape=gtape)
+        return out, _finish_grads(self, grads, dx)
 
 
 class VideoMAEForVideoClassification(VideoMAEPreTrainedModel):
@@ -642,8 +814,8 @@ class VideoMAEForVideoClassification(VideoMAEPreTrainedModel):
     @_one_blas_thread
     def forward(self, pixel_values, labels=None, output_hidden_states=False, output_attentions=False,
                 head_mask=None, rng=None, *, tape=None):
-        out, _ = self._run(pixel_values, labels, head_mask, output_hidden_states, output_attentions, False, rng,
-                           tape=tape)
+        out, _ = self._run(pixel_values, labels, head_mask, rng, keep_hidden=output_hidden_states,
+                           keep_probs=output_attentions, keep_cache=False, tape=tape)
         return out
 
     def _problem_type(self, labels):
@@ -656,82 +828,33 @@ class VideoMAEForVideoClassification(VideoMAEPreTrainedModel):
             return "single_label_classification"
         return "multi_label_classification"
 
-    def _run(self, pixel_values, labels, head_mask, want_hidden, want_attn, keep_cache, rng=None, *,
+    def _run(self, pixel_values, labels, head_mask, rng=None, *, keep_hidden, keep_probs, keep_cache,
              tape=None):
-        cfg, P = self.config, self.params
-        x, _, h, hidden, attns, c_enc = self._encode(pixel_values, None, head_mask, want_hidden, want_attn,
-                                                     keep_cache, rng, tape=tape)
-        B, N, D = h.shape
-        if cfg.use_mean_pooling:
-            pooled, c_pool = layernorm_forward(h.mean(axis=1), P["fc_norm.weight"], P["fc_norm.bias"],
-                                               HEAD_NORM_EPS)                             # (B, D)
-            if tape is not None:
-                tape("fc_norm", pooled)
-        else:
-            pooled, c_pool = h[:, 0], None                                               # token 0
-        if cfg.num_labels > 0:
-            logits, c_cls = linear_forward(pooled, P["classifier.weight"], P["classifier.bias"])
-            if tape is not None:
-                tape("classifier", logits)
-        else:
-            logits, c_cls = pooled, None
+        """The forward phases: encoder (every token) -> classifier head -> loss (when labels are given).
+        Returns the output and a ClassificationCache."""
+        x, _, h, hidden, attns, c_enc = self._encode(pixel_values, None, head_mask, rng, keep_hidden=keep_hidden,
+                                                     keep_probs=keep_probs, keep_cache=keep_cache, tape=tape)
+        logits, c_head = classifier_forward(self.params, self.config, h, tape=tape)
         loss, c_loss = None, None
         if labels is not None:
-            loss, c_loss = self._loss(logits, np.asarray(labels))
+            labels = np.asarray(labels)
+            loss, c_loss = classification_loss_forward(logits, labels, self._problem_type(labels), self.dtype)
         out = ImageClassifierOutput(loss=loss, logits=logits, hidden_states=hidden, attentions=attns)
-        return out, (c_enc, N, c_pool, c_cls, c_loss)
-
-    def _loss(self, logits, labels):
-        kind = self._problem_type(labels)
-        B, K = logits.shape
-        if kind == "regression":
-            y = labels.astype(self.dtype)
-            if K == 1:          # transformers squeezes both sides when there is one output
-                if y.size != B:
-                    raise ValueError(f"regression labels must hold one value per sample ({B}), got shape {labels.shape}")
-                logits, y = logits.reshape(-1), y.reshape(-1)
-            elif y.shape != logits.shape:
-                raise ValueError(f"regression labels must have shape {logits.shape}, got {labels.shape}")
-            target = y
-        elif kind == "single_label_classification":
-            if not np.issubdtype(labels.dtype, np.integer):
-                raise TypeError(f"single-label classification needs integer labels, got dtype {labels.dtype}")
-            if labels.size != B:
-                raise ValueError(f"labels must hold one class index per sample ({B}), got shape {labels.shape}")
-            target = labels.reshape(-1)
-        else:
-            if labels.shape != logits.shape:
-                raise ValueError(f"multi-label targets must have shape {logits.shape}, got {labels.shape}")
-            target = labels.astype(self.dtype)
-        loss, c = CLASSIFICATION_LOSSES[kind][0](logits, target)
-        return loss, (kind, c)
+        return out, ClassificationCache(c_enc, c_head, c_loss)
 
     @_one_blas_thread
     def value_and_grad(self, pixel_values, bool_masked_pos=None, labels=None, head_mask=None,
                        input_grad=False, rng=None, *, tape=None):
-        """(output, grads) of the classification loss; grads has exactly state_dict()'s keys."""
+        """(output, grads) of the classification loss; grads has exactly state_dict()'s keys.
+        The forward phases, then their backward in reverse: loss, classifier head, encoder."""
         if bool_masked_pos is not None:
             raise ValueError("VideoMAEForVideoClassification sees every token; pass bool_masked_pos=None")
         if labels is None:
             raise ValueError("value_and_grad of a classifier needs labels")
-        out, cache = self._run(pixel_values, labels, head_mask, False, False, True, rng, tape=tape)
-        c_enc, N, c_pool, c_cls, (kind, c_loss) = cache
-        cfg, g, gtape = self.config, {}, _sub(tape, TAPE_GRAD)
-        dlogits = CLASSIFICATION_LOSSES[kind][1](1.0, c_loss).reshape(out.logits.shape)
-        if c_cls is not None:
-            if gtape is not None:
-                gtape("classifier", dlogits)
-            dpooled, g["classifier.weight"], g["classifier.bias"] = linear_backward(dlogits, c_cls)
-        else:
-            dpooled = dlogits
-        B, D = dpooled.shape
-        if cfg.use_mean_pooling:
-            if gtape is not None:
-                gtape("fc_norm", dpooled)
-            dmean, g["fc_norm.weight"], g["fc_norm.bias"] = layernorm_backward(dpooled, c_pool)
-            dh = np.broadcast_to((dmean / N)[:, None, :], (B, N, D)).copy()
-        else:
-            dh = np.zeros((B, N, D), dpooled.dtype)
-            dh[:, 0] = dpooled
-        dx = encoder_backward(dh, c_enc, BASE_PREFIX, cfg, g, input_grad, tape=gtape)
-        return out, _finish_grads(self, g, dx)
+        out, cache = self._run(pixel_values, labels, head_mask, rng, keep_hidden=False, keep_probs=False,
+                               keep_cache=True, tape=tape)
+        grads, gtape = {}, _sub(tape, TAPE_GRAD)
+        dlogits = classification_loss_backward(cache.loss).reshape(out.logits.shape)
+        dh = classifier_backward(dlogits, cache.head, grads, tape=gtape)
+        dx = encoder_backward(dh, cache.encoder, BASE_PREFIX, self.config, grads, need_dx=input_grad, tape=gtape)
+        return out, _finish_grads(self, grads, dx)

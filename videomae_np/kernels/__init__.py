@@ -112,13 +112,15 @@ def linear_fwd(x, w, b=None, res=None):
     return implementation("linear_fwd")(x, w, b, res)
 
 
-def linear_bwd(dy, x, w, need_dx=True, need_db=True):
-    """dy: (R, O) -> dx (R, I) | None, dw (O, I), db (O,) | None."""
+def linear_bwd(dy, x, w, *, need_dx=True, need_db=True):
+    """dy: (R, O) -> dx (R, I) | None, dw (O, I), db (O,) | None (need_dx / need_db: whether to
+    compute them; the twins take the two flags positionally, as the KERNELS table does)."""
     return implementation("linear_bwd")(dy, x, w, need_dx, need_db)
 
 
-def attention_fwd(qkv, B, h, scale, keep_probs=False):
-    """qkv: (B N, 3C) -> P (B, h, N, N) | None, ctx (B N, C), row log-sum-exp (B h, N) float64."""
+def attention_fwd(qkv, B, h, scale, *, keep_probs=False):
+    """qkv: (B N, 3C) -> P (B, h, N, N) | None (keep_probs: whether to store it), ctx (B N, C),
+    row log-sum-exp (B h, N) float64."""
     return implementation("attention_fwd")(qkv, B, h, float(scale), bool(keep_probs))
 
 

@@ -16,13 +16,15 @@ Backward, read bottom-up from the forward:
     dq = ds k;   dk = ds^T q;   dx = [dq dk dv] W_qkv
 """
 
+from typing import NamedTuple
+
 import numpy as np
 
 from .. import kernels
 from ..kernels.attention import split_heads, merge_heads
 from ._util import rows
 from .dropout import dropout_mask
-from .softmax import softmax_backward, softmax_forward
+from .softmax import SoftmaxCache, softmax_backward, softmax_forward
 
 # Parameter names of one attention layer (short names; ops/block.py maps them to HF keys).
 ATTN_PARAMS = ("q_w", "q_b", "k_w", "v_w", "v_b", "o_w", "o_b")
@@ -56,17 +58,38 @@ def _qkv_weights(p, C):
     return w, np.concatenate([p["q_b"], np.zeros(C, p["q_b"].dtype), p["v_b"]])
 
 
-def attention_forward(x, p, num_heads, head_mask=None, drop=None, need_probs=True, residual=None, *,
+class AttentionCache(NamedTuple):
+    """What attention_backward reads. The fused path (no head mask, no dropout) keeps lse and no
+    probabilities (backward rebuilds them); the unfused path keeps probs and pm, and lse is None."""
+    x2: np.ndarray            # (B N, C) the input as rows
+    B: int
+    N: int
+    heads: int                # h
+    qkv: np.ndarray           # (B N, 3C) the three projections, side by side
+    lse: object               # (B h, N) float64 row log-sum-exp of the scores | None (unfused)
+    probs: object             # (B, h, N, N) softmax before dropout and head mask | None (fused)
+    scale: float              # d ** -0.5
+    head_mask: object         # (h,) | None
+    dmask: object             # (B, h, N, N) scaled attention-dropout mask | None
+    pm: object                # (B, h, N, N) P' = probs * dmask * head_mask (fused: the kernel's
+                              #   probabilities when keep_probs, else None; backward reads it unfused)
+    ctx: np.ndarray           # (B N, C) concat_heads(P' v), the output projection's input
+    p: dict                   # the parameters (the stacked qkv weight is looked up again)
+    has_qv_bias: bool
+
+
+def attention_forward(x, p, num_heads, head_mask=None, drop=None, *, keep_probs=True, residual=None,
                       tape=None):
     """x: (B, N, C); p: dict of ATTN_PARAMS (q_b/v_b may be None); head_mask: (h,) | None;
     drop: ops.dropout.Drop | None (its ``attn`` probability drops attention weights);
+    keep_probs: whether the caller wants the probabilities (transformers' output_attentions);
     residual: (B, N, C) | None, added to the output inside the output projection;
     tape: a recorder ``tape(name, array)`` | None, handed the context (B, N, C) as
     "attention.attention" (transformers' VideoMAESelfAttention output; videomae_np/tape.py).
 
     Returns out (B, N, C), probs (B, h, N, N) (after dropout and the head mask, as transformers
-    reports them; None when need_probs is False and the fused path could skip storing them),
-    and the cache for attention_backward.
+    reports them; None when keep_probs is False and the fused path could skip storing them),
+    and the AttentionCache for attention_backward.
     """
     B, N, C = x.shape
     h = num_heads
@@ -80,7 +103,7 @@ def attention_forward(x, p, num_heads, head_mask=None, drop=None, need_probs=Tru
         dmask = dropout_mask(drop.rng, (B, h, N, N), drop.attn, x.dtype)
     lse = probs = None
     if head_mask is None and dmask is None:                     # fused, one head at a time
-        pm, ctx, lse = kernels.attention_fwd(qkv, B, h, scale, keep_probs=need_probs)
+        pm, ctx, lse = kernels.attention_fwd(qkv, B, h, scale, keep_probs=keep_probs)
     else:
         q, k, v = split_heads(qkv, B, h)                                                # (B h, N, d)
         probs, _ = softmax_forward(q @ k.transpose(0, 2, 1), scale)
@@ -94,39 +117,41 @@ def attention_forward(x, p, num_heads, head_mask=None, drop=None, need_probs=Tru
     out = kernels.linear_fwd(ctx, p["o_w"], p["o_b"], None if residual is None else rows(residual))
     # the stacked weight is looked up again in backward rather than kept: when the model stores it
     # stacked that costs nothing, and otherwise keeping it would cost 3C^2 floats per layer
-    cache = (x2, (B, N, h), qkv, lse, probs, scale, head_mask, dmask, pm, ctx, p, b_qkv is not None)
+    cache = AttentionCache(x2, B, N, h, qkv, lse, probs, scale, head_mask, dmask, pm, ctx, p,
+                           b_qkv is not None)
     return out.reshape(B, N, C), pm, cache
 
 
 def attention_backward(dout, cache, *, tape=None):
     """dout: (B, N, C) -> dx (B, N, C), grads dict of ATTN_PARAMS, d(head_mask) (h,) | None.
     tape: a recorder | None, handed d(context) as "attention.attention"."""
-    x2, (B, N, h), qkv, lse, probs, scale, head_mask, dmask, pm, ctx, p, has_qv_bias = cache
-    C = x2.shape[1]
+    c = cache
+    B, N, h, qkv, ctx, p = c.B, c.N, c.heads, c.qkv, c.ctx, c.p
+    C = c.x2.shape[1]
     g = {}
     dctx, g["o_w"], g["o_b"] = kernels.linear_bwd(rows(dout), ctx, p["o_w"])      # dctx: (B N, C)
     if tape is not None:
         tape("attention.attention", dctx.reshape(B, N, C))
     dhead = None
-    if lse is not None:
-        dqkv = kernels.attention_bwd(dctx, qkv, ctx, lse, B, h, scale)                 # (B N, 3C)
+    if c.lse is not None:
+        dqkv = kernels.attention_bwd(dctx, qkv, ctx, c.lse, B, h, c.scale)             # (B N, 3C)
     else:
         q, k, v = split_heads(qkv, B, h)
         G, d = B * h, C // h
         dc = np.ascontiguousarray(dctx.reshape(B, N, h, d).transpose(0, 2, 1, 3)).reshape(G, N, d)
         dpm = (dc @ v.transpose(0, 2, 1)).reshape(B, h, N, N)                     # d(P')
-        dv = pm.reshape(G, N, N).transpose(0, 2, 1) @ dc
-        if head_mask is not None:
-            dropped = probs if dmask is None else probs * dmask
+        dv = c.pm.reshape(G, N, N).transpose(0, 2, 1) @ dc
+        if c.head_mask is not None:
+            dropped = c.probs if c.dmask is None else c.probs * c.dmask
             dhead = np.einsum("bhij,bhij->h", dpm, dropped)
-            dpm *= head_mask[None, :, None, None]
-        if dmask is not None:
-            dpm *= dmask
-        ds = softmax_backward(dpm, (probs, scale)).reshape(G, N, N)                 # includes scale
+            dpm *= c.head_mask[None, :, None, None]
+        if c.dmask is not None:
+            dpm *= c.dmask
+        ds = softmax_backward(dpm, SoftmaxCache(c.probs, c.scale)).reshape(G, N, N)  # includes scale
         dqkv = np.concatenate([merge_heads(ds @ k, B, h), merge_heads(ds.transpose(0, 2, 1) @ q, B, h),
                                merge_heads(dv, B, h)], axis=1)
     w_qkv, _ = _qkv_weights(p, C)
-    dx, dw, db = kernels.linear_bwd(dqkv, x2, w_qkv, True, has_qv_bias)
+    dx, dw, db = kernels.linear_bwd(dqkv, c.x2, w_qkv, need_dx=True, need_db=c.has_qv_bias)
     g["q_w"], g["k_w"], g["v_w"] = dw[:C], dw[C:2 * C], dw[2 * C:]
-    g["q_b"], g["v_b"] = (db[:C], db[2 * C:]) if has_qv_bias else (None, None)
+    g["q_b"], g["v_b"] = (db[:C], db[2 * C:]) if c.has_qv_bias else (None, None)
     return dx.reshape(B, N, C), g, dhead

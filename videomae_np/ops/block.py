@@ -9,11 +9,13 @@ Parameters are passed as a dict with the block's transformers key names (below),
 model hands over ``state_dict`` slices directly and gets gradients back under the same names.
 """
 
+from typing import NamedTuple
+
 from .dropout import branch_mask, masks_branch
-from .attention import attention_backward, attention_forward
-from .layernorm import layernorm_backward, layernorm_forward
+from .attention import AttentionCache, attention_backward, attention_forward
+from .layernorm import LayerNormCache, layernorm_backward, layernorm_forward
 from .linear import linear_backward
-from .mlp import mlp_backward, mlp_forward
+from .mlp import MLPCache, mlp_backward, mlp_forward, mlp_hidden
 
 # short op name -> key inside one transformers VideoMAELayer
 ATTN_KEYS = {
@@ -35,9 +37,19 @@ def block_param_names(qv_bias):
     return names + list(MLP_KEYS.values()) + list(LN_KEYS)
 
 
-def block_forward(x, p, num_heads, eps, act, head_mask=None, drop=None, need_probs=True, *, tape=None):
+class BlockCache(NamedTuple):
+    ln_before: LayerNormCache  # of x (B, N, C)
+    attn: AttentionCache
+    mask_attn: object          # (B, N, C) or (B, 1, 1): dropout x drop-path mask of the attention
+                               #   branch | None
+    ln_after: LayerNormCache   # of x1 (B, N, C)
+    mlp: MLPCache
+    mask_mlp: object           # the same for the MLP branch | None
+
+
+def block_forward(x, p, num_heads, eps, act, head_mask=None, drop=None, *, keep_probs=True, tape=None):
     """x: (B, N, C), p: {transformers key: array}, drop: ops.dropout.Drop | None
-    -> y (B, N, C), attention probs (None if not needed), cache.
+    -> y (B, N, C), attention probs (B, h, N, N) (may be None unless keep_probs), BlockCache.
 
     tape: a recorder ``tape(name, array)`` | None, handed each sub-module's output in execution
     order under the name of transformers' module inside one VideoMAELayer (videomae_np/tape.py);
@@ -52,7 +64,7 @@ def block_forward(x, p, num_heads, eps, act, head_mask=None, drop=None, need_pro
     # ends its branch (the output starts from residual + bias); with them, the branch is masked
     # first and added after.
     fuse = not masks_branch(drop) and tape is None
-    x1, probs, c_att = attention_forward(h1, pa, num_heads, head_mask, drop, need_probs,
+    x1, probs, c_att = attention_forward(h1, pa, num_heads, head_mask, drop, keep_probs=keep_probs,
                                          residual=x if fuse else None, tape=tape)
     m1 = branch_mask(drop, x.shape, x.dtype)
     if m1 is not None:
@@ -70,37 +82,30 @@ def block_forward(x, p, num_heads, eps, act, head_mask=None, drop=None, need_pro
         y += x1                                               # second residual
     if tape is not None:
         tape("layernorm_after", h2)
-        tape("intermediate", _mlp_hidden(c_mlp))
+        tape("intermediate", mlp_hidden(c_mlp))
         tape("output", y)
-    return y, probs, (c_ln1, c_att, m1, c_ln2, c_mlp, m2)
-
-
-def _mlp_hidden(c_mlp):
-    """The activation output act(x W1^T + b1) of ops/mlp.py, from its cache (fc1, act, fc2 caches):
-    fc2's linear cache holds its input rows and their shape."""
-    x2, _, _, shape = c_mlp[2]
-    return x2.reshape(shape)
+    return y, probs, BlockCache(c_ln1, c_att, m1, c_ln2, c_mlp, m2)
 
 
 def block_backward(dy, cache, *, tape=None):
     """dy: (B, N, C) -> dx (B, N, C), grads {transformers key: array}, d(head_mask) | None.
     tape: a recorder | None, handed the gradient of each sub-module's output (names as in forward)."""
-    c_ln1, c_att, m1, c_ln2, c_mlp, m2 = cache
     g = {}
-    dym = dy if m2 is None else dy * m2
-    dh2, gm = mlp_backward(dym, c_mlp)
+    dym = dy if cache.mask_mlp is None else dy * cache.mask_mlp
+    dh2, gm = mlp_backward(dym, cache.mlp)
     if tape is not None:
         tape("output", dy)
-        tape("intermediate", linear_backward(dym, c_mlp[2])[0])   # mlp_backward keeps it inside
+        tape("intermediate", linear_backward(dym, cache.mlp.fc2)[0])   # mlp_backward keeps it inside
         tape("layernorm_after", dh2)
-    dx1, g["layernorm_after.weight"], g["layernorm_after.bias"] = layernorm_backward(dh2, c_ln2)
+    dx1, g["layernorm_after.weight"], g["layernorm_after.bias"] = layernorm_backward(dh2, cache.ln_after)
     dx1 += dy                                                 # through the second residual
     if tape is not None:
         tape("attention.output", dx1)
-    dh1, ga, dhead = attention_backward(dx1 if m1 is None else dx1 * m1, c_att, tape=tape)
+    dx1m = dx1 if cache.mask_attn is None else dx1 * cache.mask_attn
+    dh1, ga, dhead = attention_backward(dx1m, cache.attn, tape=tape)
     if tape is not None:
         tape("layernorm_before", dh1)
-    dx, g["layernorm_before.weight"], g["layernorm_before.bias"] = layernorm_backward(dh1, c_ln1)
+    dx, g["layernorm_before.weight"], g["layernorm_before.bias"] = layernorm_backward(dh1, cache.ln_before)
     dx += dx1                                                 # through the first residual
     g.update({MLP_KEYS[k]: v for k, v in gm.items()})
     g.update({ATTN_KEYS[k]: v for k, v in ga.items() if v is not None})
