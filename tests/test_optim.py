@@ -175,7 +175,7 @@ def test_one_norm_rule_for_initialisation_and_weight_decay():
     """Every LayerNorm parameter the models create starts at weight 1 / bias 0 and is not decayed,
     and a head's own LayerNorm named like `head_ln` is recognised by the same rule."""
     import videomae_np as vm
-    from videomae_np.train import toy_config
+    from videomae_np.settings import toy_config
     for cls in (vm.VideoMAEForPreTraining, vm.VideoMAEForVideoClassification):
         model = cls(toy_config(), seed=0)
         for name, value in model.params.items():

@@ -8,7 +8,8 @@ import warnings
 import numpy as np
 import pytest
 
-from videomae_np import cli, train
+from videomae_np import cli, runs, train
+from videomae_np.settings import FinetuneSettings
 from videomae_np import video as V
 from videomae_np.data import toy
 
@@ -87,11 +88,11 @@ def test_finetune_data_resumes_exactly(data, tmp_path):
     full, part = tmp_path / "full", tmp_path / "part"
     assert cli.main([*args, "--out", str(full), *fast3]) == 0
     with pytest.raises(train.TrainingInterrupted):
-        s = train.FinetuneSettings(data=str(data), stride=None, steps=3, batch_size=2, warmup_steps=0,
+        s = FinetuneSettings(data=str(data), stride=None, steps=3, batch_size=2, warmup_steps=0,
                                    log_every=1, model=cli._key_values(TINY, "--config"))
         train.run_finetune(s, part, log=lambda m: None, callback=_stop_at(1))
     assert cli.main(["finetune", "--resume", "--out", str(part)]) == 0
-    assert train.read_metrics(part) == _drop_time(train.read_metrics(full), train.read_metrics(part))
+    assert runs.read_metrics(part) == _drop_time(runs.read_metrics(full), runs.read_metrics(part))
 
 
 def _stop_at(step):

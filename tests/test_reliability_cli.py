@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 import videomae_np as vm
-from videomae_np import bench, cli, train
+from videomae_np import bench, cli, runs, train
+from videomae_np.settings import PretrainSettings, smallest_mask_ratio
 from videomae_np.masking import make_mask
 
 TINY = ["--config", "image_size=16", "num_frames=4", "hidden_size=16", "num_hidden_layers=1",
@@ -98,11 +99,11 @@ def test_a_mask_ratio_that_hides_no_token_names_the_smallest_that_does(run_cli, 
     one_error_line(code, err, "pretrain", "with random masking (the smallest that does is 0.03125)")
     assert not (tmp_path / "run").exists()
     for kind, ratio, units in (("tube", 0.0625, 16), ("random", 0.03125, 32), ("frame", 0.5, 2)):
-        assert train.smallest_mask_ratio(kind, (2, 4, 4)) == ratio
+        assert smallest_mask_ratio(kind, (2, 4, 4)) == ratio
         assert make_mask(kind, 1, (2, 4, 4), ratio, rng=0).sum() == 32 // units
         assert not make_mask(kind, 1, (2, 4, 4), ratio * 0.999, rng=0).any()
-    assert train.smallest_mask_ratio("tube", (2, 7, 7)) == 0.02041          # 1/49, rounded up
-    assert train.smallest_mask_ratio("frame", (1, 4, 4)) is None              # one slot: never
+    assert smallest_mask_ratio("tube", (2, 7, 7)) == 0.02041          # 1/49, rounded up
+    assert smallest_mask_ratio("frame", (1, 4, 4)) is None              # one slot: never
 
 
 # ------------------------------------------------------------------------------------------------
@@ -174,17 +175,17 @@ def test_an_unexpected_error_is_still_one_line(run_cli, monkeypatch):
 def test_a_second_run_into_a_locked_folder_is_one_line_naming_the_holder(run_cli, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
-    with train.run_lock(out, "pretrain"):
+    with runs.run_lock(out, "pretrain"):
         code, _, err = run_cli("pretrain", "--out", "run", *TINY)
     one_error_line(code, err, "pretrain", "--out run is in use by another run (pid ", "pretrain started")
-    assert not (out / train.STATE_JSON).exists()
+    assert not (out / runs.STATE_JSON).exists()
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     """A finished two-step pretraining run (copied by the tests that damage it)."""
     out = tmp_path_factory.mktemp("tiny") / "run"
-    settings = train.PretrainSettings(steps=2, batch_size=2, warmup_steps=1, save_every=1, log_every=1,
+    settings = PretrainSettings(steps=2, batch_size=2, warmup_steps=1, save_every=1, log_every=1,
                                       model=TINY_CONFIG, toy=dict(size=16, frames=4))
     train.run_pretrain(settings, out, log=lambda *a: None)
     return out
@@ -219,7 +220,7 @@ def test_disk_full_during_a_save_is_one_line_and_leaves_no_temporary_file(run_cl
     code, _, err = run_cli("pretrain", "--out", "run", "--steps", "1", *TINY)
     one_error_line(code, err, "pretrain", "trainer_state.npz: disk full")
     assert not [p.name for p in (tmp_path / "run").iterdir() if p.name.endswith(".tmp")]
-    assert not (tmp_path / "run" / train.STATE_NPZ).exists()
+    assert not (tmp_path / "run" / runs.STATE_NPZ).exists()
 
 
 # ------------------------------------------------------------------------------------------------
@@ -277,12 +278,11 @@ def test_reconstruct_refuses_a_mask_ratio_that_hides_nothing(run_cli, tmp_path, 
 
 
 def test_saved_settings_missing_a_field_or_holding_an_unknown_one_are_refused():
-    from videomae_np import train
-    d = train.PretrainSettings().to_dict()
-    assert train.PretrainSettings.from_dict(d) == train.PretrainSettings()
+    d = PretrainSettings().to_dict()
+    assert PretrainSettings.from_dict(d) == PretrainSettings()
     old = {k: v for k, v in d.items() if k not in ("loss", "pretrain_clips")}   # an older run
-    assert train.PretrainSettings.from_dict(old).loss == "mse"
+    assert PretrainSettings.from_dict(old).loss == "mse"
     with pytest.raises(ValueError, match="missing lr"):
-        train.PretrainSettings.from_dict({k: v for k, v in d.items() if k != "lr"})
+        PretrainSettings.from_dict({k: v for k, v in d.items() if k != "lr"})
     with pytest.raises(ValueError, match="unknown warp"):
-        train.PretrainSettings.from_dict({**d, "warp": 9})
+        PretrainSettings.from_dict({**d, "warp": 9})

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 import videomae_np as vm
-from videomae_np import train
-from videomae_np.train import FinetuneSettings, PretrainSettings
+from videomae_np import randomness, runs, train
+from videomae_np.reconstruction import reconstruct_video
+from videomae_np.settings import FinetuneSettings, PretrainSettings, toy_config
 
 TINY_MODEL = dict(image_size=16, patch_size=8, num_frames=4, hidden_size=16, num_hidden_layers=2,
                   num_attention_heads=2, intermediate_size=32, decoder_hidden_size=16,
@@ -41,7 +42,7 @@ def fine(**kw):
 
 
 def losses(out):
-    return [r["loss"] for r in train.read_metrics(out)]
+    return [r["loss"] for r in runs.read_metrics(out)]
 
 
 class Stop:
@@ -105,7 +106,7 @@ def test_resume_drops_metrics_logged_after_the_checkpoint(tmp_path):
 
     with pytest.raises(Crash):
         train.run_pretrain(pre(), out, log=quiet, callback=crash)
-    assert len(losses(out)) == 3 and train.read_state(out)["step"] == 2
+    assert len(losses(out)) == 3 and runs.read_state(out)["step"] == 2
     train.run_pretrain(pre(), out, resume=True, log=quiet)
     full = tmp_path / "full"
     train.run_pretrain(pre(), full, log=quiet)
@@ -116,10 +117,10 @@ def test_interrupted_run_leaves_a_checkpoint_transformers_and_resume_can_load(tm
     out = tmp_path / "run"
     with pytest.raises(train.TrainingInterrupted):
         train.run_pretrain(pre(steps=20, save_every=100), out, log=quiet, callback=Stop(5))
-    assert train.read_state(out)["step"] == 5
+    assert runs.read_state(out)["step"] == 5
     vm.VideoMAEForPreTraining.from_pretrained(out)
     train.run_pretrain(pre(steps=7, save_every=100), out, resume=True, explicit=("steps",), log=quiet)
-    assert train.read_state(out)["step"] == 7
+    assert runs.read_state(out)["step"] == 7
 
 
 def test_non_finite_loss_stops_without_touching_the_last_checkpoint(tmp_path):
@@ -131,14 +132,14 @@ def test_non_finite_loss_stops_without_touching_the_last_checkpoint(tmp_path):
 
     with pytest.raises(train.NonFiniteLoss, match="step 4.*intact"):
         train.run_pretrain(pre(), out, log=quiet, callback=poison)
-    state = train.read_state(out)
+    state = runs.read_state(out)
     assert state["step"] == 2
     model = vm.VideoMAEForPreTraining.from_pretrained(out)
     assert all(np.isfinite(v).all() for v in model.params.values())
     with np.load(out / "trainer_state.npz") as z:
         assert all(np.isfinite(z[k]).all() for k in z.files if z[k].dtype.kind == "f")
     train.run_pretrain(pre(), out, resume=True, log=quiet)     # and it resumes from there
-    assert train.read_state(out)["step"] == 6
+    assert runs.read_state(out)["step"] == 6
 
 
 class SigintInsideTheUpdate(dict):
@@ -172,7 +173,7 @@ def test_a_second_ctrl_c_inside_the_optimizer_step_saves_a_whole_update(tmp_path
 
     with pytest.raises(train.TrainingInterrupted) as info:
         train.run_pretrain(pre(), part, log=quiet, callback=arm)
-    assert info.value.step == 3 and train.read_state(part)["step"] == 3
+    assert info.value.step == 3 and runs.read_state(part)["step"] == 3
     clean = tmp_path / "clean"                          # the same step, stopped between updates
     with pytest.raises(train.TrainingInterrupted):
         train.run_pretrain(pre(), clean, log=quiet, callback=Stop(3))
@@ -190,7 +191,7 @@ def test_state_files_carry_the_save_id_of_the_model_files(tmp_path):
     save_id = json.loads((out / "config.json").read_text())["videomae_np_save_id"]
     with np.load(out / "trainer_state.npz") as z:           # no pickle needed to read it
         assert str(z["model_save_id"]) == save_id
-    assert train.read_state(out)["model_save_id"] == save_id
+    assert runs.read_state(out)["model_save_id"] == save_id
 
 
 def test_model_files_saved_after_the_npz_are_replaced_from_it_on_resume(tmp_path):
@@ -217,13 +218,13 @@ def test_a_second_run_into_a_folder_in_use_is_refused_naming_the_holder(tmp_path
 
     def second(step, run):        # while this run holds the folder, another one tries it
         if step == 3:
-            with pytest.raises(train.RunLocked, match=rf"in use by another run \(pid {os.getpid()} on "):
+            with pytest.raises(runs.RunLocked, match=rf"in use by another run \(pid {os.getpid()} on "):
                 train.run_pretrain(pre(steps=4), out, resume=True, explicit=("steps",), log=quiet)
             inside.append(step)
 
     train.run_pretrain(pre(steps=4), out, resume=True, explicit=("steps",), log=quiet, callback=second)
-    assert inside == [3] and train.read_state(out)["step"] == 4
-    with train.run_lock(out):     # released at the end of the run
+    assert inside == [3] and runs.read_state(out)["step"] == 4
+    with runs.run_lock(out):     # released at the end of the run
         pass
 
 
@@ -231,13 +232,13 @@ def test_a_lock_left_by_a_killed_process_does_not_block(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom videomae_np.train import run_lock\n"
+        [sys.executable, "-c", "import sys, time\nfrom videomae_np.runs import run_lock\n"
          "with run_lock(sys.argv[1], 'test'):\n    print('locked', flush=True)\n    time.sleep(120)",
          str(out)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(train.RunLocked, match=f"pid {holder.pid} .*test started"):
-            with train.run_lock(out):
+        with pytest.raises(runs.RunLocked, match=f"pid {holder.pid} .*test started"):
+            with runs.run_lock(out):
                 pass
         holder.kill()                                  # kill -9: no clean-up runs
         holder.wait(timeout=60)
@@ -246,7 +247,7 @@ def test_a_lock_left_by_a_killed_process_does_not_block(tmp_path):
         holder.stdout.close()
     assert (out / ".lock").is_file()                   # the file stays behind ...
     train.run_pretrain(pre(steps=1), out, log=quiet)   # ... and blocks nothing
-    assert train.read_state(out)["step"] == 1
+    assert runs.read_state(out)["step"] == 1
 
 
 def test_resume_removes_temporary_files_of_dead_writers(tmp_path):
@@ -276,18 +277,18 @@ def test_new_run_refuses_a_used_directory_and_resume_refuses_changed_settings(tm
 
 def test_batches_and_masks_are_a_pure_function_of_seed_and_step():
     s = pre()
-    cfg = train.toy_config(**s.model)
+    cfg = toy_config(**s.model)
     x1, m1 = train.pretrain_batch(s, cfg, 5)
     x2, m2 = train.pretrain_batch(s, cfg, 5)
     np.testing.assert_array_equal(x1, x2)
     np.testing.assert_array_equal(m1, m2)
     x3, m3 = train.pretrain_batch(s, cfg, 6)
     assert not np.array_equal(x1, x3)
-    order = [train.finetune_order(0, k, 5, 12) for k in range(12)]
+    order = [randomness.finetune_order(0, k, 5, 12) for k in range(12)]
     flat = np.concatenate(order)                    # 60 draws = 5 epochs of a 12-clip set
     for e in range(5):
         assert sorted(flat[e * 12:(e + 1) * 12]) == list(range(12))
-    np.testing.assert_array_equal(train.finetune_order(0, 7, 5, 12), order[7])
+    np.testing.assert_array_equal(randomness.finetune_order(0, 7, 5, 12), order[7])
 
 
 def test_transformers_loads_the_pretrained_output(tmp_path):
@@ -306,7 +307,7 @@ def test_transformers_loads_the_pretrained_output(tmp_path):
 
 def test_reconstruction_picture_says_it_uses_true_patch_statistics(tmp_path):
     from videomae_np import reconstruction
-    cfg = train.toy_config(**TINY_MODEL)
+    cfg = toy_config(**TINY_MODEL)
     model = vm.VideoMAEForPreTraining(cfg, seed=0)
     x, mask = train.pretrain_batch(pre(), cfg, 0)
     text = reconstruction.save_picture(tmp_path / "r.png", model, x[:2], mask[:2], 0.75)
@@ -319,7 +320,7 @@ def test_reconstruction_picture_says_it_uses_true_patch_statistics(tmp_path):
 
 def test_reconstruction_of_visible_patches_is_the_input_and_masked_input_is_grey():
     from videomae_np import reconstruction
-    cfg = train.toy_config(**TINY_MODEL)
+    cfg = toy_config(**TINY_MODEL)
     model = vm.VideoMAEForPreTraining(cfg, seed=0)
     x, mask = train.pretrain_batch(pre(), cfg, 0)
     recon, masked = reconstruction.reconstruct(model, x, mask)
@@ -337,7 +338,7 @@ def test_reconstruct_draws_a_video_file_with_the_runs_mask_settings(tmp_path):
     frames, _ = toy.batch_at(0, 0, 1, toy.ToySpec(size=24, frames=10))       # another size and length
     write_video(tmp_path / "clip.gif", (toy.denormalise(frames[0]).transpose(0, 2, 3, 1) * 255).astype(np.uint8))
     lines = []
-    png = train.reconstruct_video(out, tmp_path / "clip.gif", tmp_path / "r.png", log=lines.append)
+    png = reconstruct_video(out, tmp_path / "clip.gif", tmp_path / "r.png", log=lines.append)
     assert png.is_file() and "50% of the tubelets hidden" in lines[0]
 
 
@@ -405,7 +406,7 @@ def test_cli_pretrain_then_resume_runs_to_the_requested_step(tmp_path):
     assert "step     2/2" in r.stdout and "TRUE per-patch mean/std" in r.stdout
     r = _cli("pretrain", "--steps", "3", "--resume", "--out", "run", "--threads", "1", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert train.read_state(tmp_path / "run")["step"] == 3
+    assert runs.read_state(tmp_path / "run")["step"] == 3
     r = _cli("pretrain", "--steps", "3", "--out", "run", cwd=tmp_path)       # not without --resume
     assert r.returncode == 1 and "--resume" in r.stderr
 
@@ -425,7 +426,7 @@ def test_cli_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path):
     finally:
         proc.kill()
     assert proc.returncode == 130, err
-    state = train.read_state(tmp_path / "run")
+    state = runs.read_state(tmp_path / "run")
     assert state["step"] >= 3
     assert len(losses(tmp_path / "run")) == state["step"]
     vm.VideoMAEForPreTraining.from_pretrained(tmp_path / "run")

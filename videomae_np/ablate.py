@@ -67,7 +67,7 @@ class Study:
 
 def full_budget() -> Budget:
     """The budget of the default commands (`pretrain`, `finetune`): every arm gets what a user gets."""
-    from .train import FinetuneSettings, PretrainSettings
+    from .settings import FinetuneSettings, PretrainSettings
     p, f = PretrainSettings(), FinetuneSettings()
     return Budget(pretrain_steps=p.steps, finetune_steps=f.steps, train_clips=f.train_clips,
                   eval_clips=f.eval_clips)
@@ -140,13 +140,13 @@ def _digest(obj) -> str:
 
 
 def _pretrain_settings(arm: Arm, budget: Budget, seed: int):
-    from .train import PretrainSettings
+    from .settings import PretrainSettings
     over = dict(arm.pretrain)
     return PretrainSettings(steps=budget.pretrain_steps, seed=seed, log_every=10**9, save_every=500, **over)
 
 
 def _finetune_settings(arm: Arm, budget: Budget, seed: int, init):
-    from .train import FinetuneSettings
+    from .settings import FinetuneSettings
     over = dict(dict(train_clips=budget.train_clips, eval_clips=budget.eval_clips), **arm.finetune)
     toy = (arm.pretrain or {}).get("toy", {})
     model = {k: v for k, v in (arm.pretrain or {}).get("model", {}).items()}
@@ -159,7 +159,7 @@ def _finetune_settings(arm: Arm, budget: Budget, seed: int, init):
 def _job(root: str, arm: Arm, budget: Budget, seed: int) -> dict:
     """Pretrain (or reuse) and fine-tune one arm with one seed; returns its result record."""
     from .kernels.threads import set_threads
-    from . import train
+    from . import runs, train
     set_threads(1)
     root = Path(root)
     t0 = time.perf_counter()
@@ -168,21 +168,21 @@ def _job(root: str, arm: Arm, budget: Budget, seed: int) -> dict:
     if arm.pretrain is not None:
         ps = _pretrain_settings(arm, budget, seed)
         pdir = root / "pretrain" / f"{_digest(ps.to_dict())}-s{seed}"
-        state = train.read_state(pdir)
+        state = runs.read_state(pdir)
         if state is None or state["step"] < ps.steps or not (pdir / "model.safetensors").is_file():
             with open(root / "log.txt", "a") as f:
                 log = lambda m: print(m, file=f, flush=True)
                 train.run_pretrain(ps, pdir, resume=state is not None, log=log)
-        hist = [r["loss"] for r in train.read_metrics(pdir)]
+        hist = [r["loss"] for r in runs.read_metrics(pdir)]
         result["pretrain_dir"] = str(pdir.relative_to(root.parent))
         result["pretrain_seconds"] = train.read_state(pdir).get("seconds_last_session")
         result["reconstruction_loss"] = float(np.mean(hist[-50:]))
         init = str(pdir)
     fs = _finetune_settings(arm, budget, seed, init)
     fdir = root / "finetune" / f"{_digest(fs.to_dict())}-s{seed}"
-    metrics_file = fdir / train.METRICS_JSON
+    metrics_file = fdir / runs.METRICS_JSON
     if not metrics_file.is_file():
-        state = train.read_state(fdir)
+        state = runs.read_state(fdir)
         with open(root / "log.txt", "a") as f:
             log = lambda m: print(m, file=f, flush=True)
             train.run_finetune(fs, fdir, resume=state is not None, log=log)

@@ -104,7 +104,7 @@ def _registry_help(registry, default):
 def build_parser():
     from .masking import MASKS
     from .ops.losses import RECONSTRUCTION_LOSSES
-    from .train import FinetuneSettings, PretrainSettings
+    from .settings import FinetuneSettings, PretrainSettings
 
     pd, fd = PretrainSettings(), FinetuneSettings()
     parser = argparse.ArgumentParser(
@@ -253,7 +253,7 @@ def main(argv=None):
     if args.command is None:
         parser.print_help()
         return 0
-    from . import train
+    from . import runs, train
 
     try:
         status = _run(args, train)
@@ -267,7 +267,7 @@ def main(argv=None):
         if os.environ.get(TRACEBACK_ENV):
             raise
         msg = " ".join(str(e.args[0] if isinstance(e, KeyError) and e.args else e).split())
-        expected = (train.NonFiniteLoss, train.RunLocked, ValueError, OSError, ImportError)
+        expected = (train.NonFiniteLoss, runs.RunLocked, ValueError, OSError, ImportError)
         if not isinstance(e, expected):      # a bug of ours: still one line, the traceback on request
             msg = f"unexpected {type(e).__name__}: {msg} (set {TRACEBACK_ENV}=1 for the traceback)"
         print(f"videomae-np {args.command}: {msg}", file=sys.stderr)
@@ -277,12 +277,13 @@ def main(argv=None):
 
 def _run(args, train):
     """Check the arguments (before any thread setting or file is touched), then run the command."""
+    from .settings import FinetuneSettings, PretrainSettings
     settings = explicit = None
     if args.command == "pretrain":
-        settings, explicit = _settings(train.PretrainSettings, args,
+        settings, explicit = _settings(PretrainSettings, args,
                                        COMMON + ("mask_ratio", "mask_type", "loss", "data"))
     elif args.command == "finetune":
-        settings, explicit = _settings(train.FinetuneSettings, args,
+        settings, explicit = _settings(FinetuneSettings, args,
                                        COMMON + ("init", "layer_decay", "drop_path",
                                                  "train_clips", "eval_clips", "data"))
         extra = {}
@@ -318,8 +319,9 @@ def _run(args, train):
         ablate.run_study(args.study, args.out, seeds=args.seeds, quick=args.quick, jobs=args.jobs,
                          log=_log)
     elif args.command == "reconstruct":
-        train.reconstruct_video(args.model, args.video, args.out, args.mask_ratio,
-                                args.mask_type, args.seed, log=_log)
+        from .reconstruction import reconstruct_video
+        reconstruct_video(args.model, args.video, args.out, args.mask_ratio,
+                          args.mask_type, args.seed, log=_log)
     elif args.command in ("trace", "compare"):
         from . import tape
         return (tape.run_trace if args.command == "trace" else tape.run_compare)(args)

@@ -142,6 +142,22 @@ class _Progress:
 # ------------------------------------------------------------------------------------------------
 # evaluate
 # ------------------------------------------------------------------------------------------------
+def evaluate_clips(model, x, y, batch=128):
+    """(accuracy, mean cross-entropy) of a classifier on clips x (n, T, C, H, W) with labels y
+    (n,) held in memory (the toy clips), one view a clip, in eval mode."""
+    was = model.training
+    model.eval()
+    try:
+        correct, loss = 0, 0.0
+        for i in range(0, len(y), batch):
+            out = model(x[i:i + batch], labels=y[i:i + batch])
+            correct += int((np.argmax(out.logits, -1) == y[i:i + batch]).sum())
+            loss += float(out.loss) * len(y[i:i + batch])
+    finally:
+        model.train(was)
+    return correct / len(y), loss / len(y)
+
+
 def evaluate_split(model, proc, split: VideoSplit, num_frames, stride, segments=1, crops=1, log=print):
     """Multi-view accuracy of a classifier over a split -> dict of metrics (and the scores)."""
     _views(segments, crops)

@@ -6,6 +6,8 @@ saw; to draw it we put back the *true* mean and std of that patch, taken from th
 That borrows information the model did not have (the brightness and contrast of every hidden
 patch), so the picture says so in its title, and ``describe`` returns the same sentence for the
 console. Without norm_pix_loss the prediction is already in pixel space and nothing is borrowed.
+``reconstruct_video`` draws the picture of any video file by a pretrained run's model
+(``videomae-np reconstruct``).
 
 Pixel spaces involved, per channel:
     display  d in [0, 1]                         what the picture shows
@@ -15,14 +17,19 @@ Pixel spaces involved, per channel:
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
 from pathlib import Path
 
 import numpy as np
 
+from . import runs
 from .fileio import atomic_write
 from .masking import visible_and_masked_indices
-from .models import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, NORM_PIX_EPS
+from .models import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, NORM_PIX_EPS, VideoMAEForPreTraining
 from .ops.patchify import patchify, unpatchify
+from .randomness import MASK_STREAM, step_rng
+from .settings import PretrainSettings, check_mask_ratio
 
 PROCESSOR_MEAN = PROCESSOR_STD = 0.5   # IMAGENET_STANDARD, the processor default
 MASK_GREY = 0.5                        # colour of the hidden patches in the "masked input" row
@@ -175,3 +182,49 @@ def save_picture(path, model, pixel_values, bool_masked_pos, mask_ratio=None, no
     options = {"quality": JPEG_QUALITY} if fmt == "JPEG" else {}
     atomic_write(path, lambda f: Image.fromarray(image).save(f, format=fmt, **options))
     return text
+
+
+# ------------------------------------------------------------------------------------------------
+# the reconstruction picture of any video by a pretrained model (``videomae-np reconstruct``)
+# ------------------------------------------------------------------------------------------------
+def reconstruct_video(model_dir, video, out_png=None, mask_ratio=None, mask_type=None, seed=0,
+                      log=print):
+    """The reconstruction picture of a video file (or a folder of frames) by a pretrained model.
+
+    mask_ratio / mask_type default to those the model was pretrained with (its trainer_state.json),
+    else to the pretraining defaults."""
+    try:
+        from .processing import VideoMAEImageProcessor
+        from .video import read_video
+    except ImportError as e:  # pragma: no cover - the modules ship with the package
+        raise ImportError(f"reading videos needs videomae_np.video and videomae_np.processing: {e}") from e
+    out_png = Path(out_png) if out_png else Path(video).with_suffix(".reconstruction.png")
+    picture_format(out_png, "--out")               # refused before anything is computed
+    model_dir = Path(model_dir)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")             # a missing decoder is refused below, in one line
+        model = VideoMAEForPreTraining.from_pretrained(model_dir)
+    missing = model.loading_info["missing_keys"]
+    if missing:
+        kind = (model.config.architectures or ["model"])[0]
+        raise ValueError(f"--model {model_dir}: expected a pretraining run's model, found a {kind} "
+                         f"checkpoint without the decoder ({len(missing)} tensors missing, e.g. "
+                         f"{missing[0]}); a random decoder would draw noise")
+    cfg = model.config
+    frames = read_video(video)                                        # (T, H, W, C) uint8
+    idx = np.floor(np.linspace(0, len(frames) - 1, cfg.num_frames)).astype(np.int64)
+    h, w = cfg.image_hw
+    proc = VideoMAEImageProcessor(size={"shortest_edge": min(h, w)}, crop_size={"height": h, "width": w})
+    px = proc(frames[idx], return_tensors="np")["pixel_values"]         # (1, T, C, h, w)
+    state = runs.read_state(model_dir)
+    settings = (runs.saved_settings(model_dir, PretrainSettings, state)
+                if state and state["kind"] == "pretrain" else PretrainSettings())
+    if mask_ratio is not None:
+        settings = dataclasses.replace(settings, mask_ratio=mask_ratio)
+    if mask_type is not None:
+        settings = dataclasses.replace(settings, mask_type=mask_type)
+    check_mask_ratio(settings.mask_type, cfg, settings.mask_ratio)
+    mask = settings.mask(cfg, 1, step_rng(seed, 0, MASK_STREAM))
+    text = save_picture(out_png, model, px, mask, settings.mask_ratio, note=f"{Path(video).name}")
+    log(f"{out_png}: {text}")
+    return out_png
