@@ -1057,15 +1057,19 @@ def _finetune_videos(settings, out, resume, explicit, log, callback, splits):
     if not resume:
         proc.save_pretrained(out)               # preprocessor_config.json beside the model
     model.train(True, drop_path_rate=0.0 if settings.linear_probe else settings.drop_path)
-    batches = Prefetcher(lambda k: video_batch(settings, train_split, cfg, proc, k),
-                         start=read_step(out) if resume else 0)
+    # clips decoded + augmented in worker processes (data/clips.py); batch k is video_batch's
+    from .data.clips import ClipLoader, loader_spec, train_task
+    batches = ClipLoader(loader_spec(train_split, proc, cfg.num_frames, settings.stride, settings.flip),
+                         lambda k: train_task(k, finetune_order(settings.seed, k, settings.batch_size,
+                                                                len(train_split)), (settings.seed, k, DATA_STREAM)),
+                         start=read_step(out) if resume else 0, log=log)
 
     def grad_fn(k):
         x, y = batches.get(k)
         out_, grads = model.value_and_grad(x, labels=y, rng=_rng(settings.seed, k, DROPOUT_STREAM))
         return out_, (_head_only(grads) if settings.linear_probe else grads)
 
-    run = _Run("finetune", out, settings, model, grad_fn, log, callback)
+    run = _Run("finetune", out, settings, model, grad_fn, batches.annotate(log, "finetune step"), callback)
     if settings.linear_probe:
         _freeze_encoder(run)
     sampling = (f"{cfg.num_frames} frames every {settings.stride}" if settings.stride
@@ -1083,10 +1087,12 @@ def _finetune_videos(settings, out, resume, explicit, log, callback, splits):
     finally:
         batches.close()
     seconds = time.perf_counter() - t0
+    log(batches.summary("trained"))
     metrics = {"data": str(settings.data), "classes": classes, "init": settings.init or "scratch",
                "step": run.step, "seconds_last_session": round(seconds, 2),
                "train_videos": len(train_split), "stride": settings.stride,
-               "num_frames": cfg.num_frames, "linear_probe": settings.linear_probe}
+               "num_frames": cfg.num_frames, "linear_probe": settings.linear_probe,
+               "loader": batches.rates()}
     if val_split is not None:
         res = evaluate_split(model, proc, val_split, cfg.num_frames, settings.stride, log=log)
         metrics.update({"eval_accuracy": res["top1"], "eval_top5": res["top5"],
