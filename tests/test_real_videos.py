@@ -3,7 +3,6 @@ of MP4 files and frame folders, through videomae_np.cli.main with a tiny model; 
 a --data folder; and predict's numbers against transformers on the same frames."""
 
 import json
-import os
 import warnings
 
 import numpy as np
