@@ -12,6 +12,7 @@ from videomae_np import cli, runs, train
 from videomae_np.settings import FinetuneSettings
 from videomae_np import video as V
 from videomae_np.data import toy
+from videomae_np.data.clips import WORKERS_ENV
 
 from conftest import make_hf_model
 
@@ -51,6 +52,15 @@ def make_data(root, classes=("left", "right"), splits=("train", "val"), per_clas
                     V.write_video(root / split / c / f"clip{j}.mp4", vids[k])
                 k += 1
     return root
+
+
+@pytest.fixture(autouse=True)
+def _decode_in_process(monkeypatch):
+    """Tests decode in the test process: spawning clip workers costs seconds per command. The
+    module-scoped `run` fixture is set up before this one, so its finetune (training and the
+    evaluation of val/) runs with the default worker processes; tests/test_clip_loader.py tests
+    that workers give the same numbers."""
+    monkeypatch.setenv(WORKERS_ENV, "0")
 
 
 @pytest.fixture(scope="module")

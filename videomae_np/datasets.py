@@ -17,6 +17,9 @@ A run's settings choose the entry (dataset_of). An entry offers
                                        .labels       num_labels, id2label (, label2id) of the head
                                        .start(cfg, out, resume)  check the model, set up the pixels
                                        .batch(step)  (pixel_values, labels) of update `step`
+                                       .loader(start, log)  the batches from `start` on, made ahead
+                                           (get(step), close(); annotate(log, prefix), summary(),
+                                           rates(): what loading cost, for the progress lines)
                                        .describe(cfg)  what it trains on, for the first log line
                                        .evaluate(model) -> (metrics, one-line summary)
 
@@ -32,6 +35,7 @@ from typing import Callable
 import numpy as np
 
 from .data import toy
+from .data.prefetch import Prefetcher
 from .randomness import DATA_STREAM, PICTURE_SEED, PRETRAIN_SET_SEED, finetune_order, step_rng
 from .settings import label_fields
 
@@ -100,6 +104,10 @@ class _ToyLabelled:
         idx = finetune_order(s.seed, step, s.batch_size, s.train_clips)
         return self.x_train[idx], self.y_train[idx]
 
+    def loader(self, start, log):
+        """The next batch rendered in a thread while this one trains."""
+        return _Quiet(Prefetcher(self.batch, start=start))
+
     def describe(self, cfg):
         return f"{self.settings.train_clips} labelled clips"
 
@@ -167,6 +175,15 @@ class _VideoLabelled:
         x = np.stack([self.proc(c, return_tensors="np")["pixel_values"][0] for c in clips]).astype(np.float32)
         return x, self.train.labels[idx]
 
+    def loader(self, start, log):
+        """Clips decoded and augmented in worker processes (data/clips.py); batch k equals batch(k)."""
+        from .data.clips import ClipLoader, loader_spec, train_task
+        s, cfg = self.settings, self.cfg
+        return ClipLoader(loader_spec(self.train, self.proc, cfg.num_frames, s.stride, s.flip),
+                          lambda k: train_task(k, finetune_order(s.seed, k, s.batch_size, len(self.train)),
+                                               (s.seed, k, DATA_STREAM)),
+                          start=start, log=log)
+
     def describe(self, cfg):
         s = self.settings
         sampling = f"{cfg.num_frames} frames every {s.stride}" if s.stride else f"{cfg.num_frames} segments"
@@ -184,6 +201,28 @@ class _VideoLabelled:
                         "eval_videos": res["videos"], "eval_per_class": res["per_class_accuracy"]})
         return metrics, (f"held-out accuracy {metrics['eval_accuracy']:.1%} on {metrics['eval_videos']} "
                          f"videos of {self.val.folder}")
+
+
+class _Quiet:
+    """A loader with nothing to report (the toy clips cost little to make)."""
+
+    def __init__(self, batches):
+        self.batches = batches
+
+    def get(self, step):
+        return self.batches.get(step)
+
+    def close(self):
+        self.batches.close()
+
+    def annotate(self, log, prefix):
+        return log
+
+    def summary(self, what="trained"):
+        return ""
+
+    def rates(self):
+        return {}
 
 
 DATASETS = {"toy": ToyClips(), "videos": VideoFolder()}

@@ -18,8 +18,8 @@ longer side (left, centre, right for C = 3), each resized to the model's input b
 
 from __future__ import annotations
 
+import argparse
 import json
-import time
 import warnings
 from pathlib import Path
 
@@ -27,13 +27,14 @@ import numpy as np
 
 from . import video as V
 from .config import VideoMAEConfig
-from .data.videos import VideoSplit, processor_for, spatial_crop
+from .data.clips import DEFAULT_MAX_WORKERS, WORKERS_ENV, ClipLoader, check_workers, loader_spec, views_task
+from .data.progress import progress
+from .data.videos import VideoSplit, processor_for
 from .fileio import atomic_write, atomic_write_text, read_json_object
 
 DEFAULT_STRIDE = 4          # the original's frame_sample_rate for Kinetics-400 fine-tuning
 METRICS_NAME = "eval_metrics.json"
 CONFUSION_NAME = "confusion.png"
-PROGRESS_SECONDS = 5.0      # a progress line at most this often
 
 
 def stride_arg(text):
@@ -101,22 +102,20 @@ def _saved_stride(model_dir, log):
 # ------------------------------------------------------------------------------------------------
 # scores of one video
 # ------------------------------------------------------------------------------------------------
-def view_pixels(path, frame_count, proc, num_frames, stride, segments=1, crops=1):
-    """(segments * crops, T, C, H, W) float32 pixel values of the views of one video."""
-    clips = []
-    for s in range(segments):
-        idx = V.clip_indices(num_frames, frame_count, stride, train=False, view=s, views=segments)
-        frames = V.read_frames(path, idx)
-        for c in range(crops):
-            clips.append(proc(spatial_crop(frames, c, crops), return_tensors="np")["pixel_values"][0])
-    return np.stack(clips).astype(np.float32)
+def view_pixels(path, frame_count, proc, num_frames, stride, segments=1, crops=1, log=print):
+    """(segments * crops, T, C, H, W) float32 pixel values of the views of one video (the job a
+    clip worker runs, data/clips.py, done here)."""
+    spec = loader_spec([(path, 0, frame_count)], proc, num_frames, stride)
+    with ClipLoader(spec, lambda i: views_task(i, segments, crops), stop=1, workers=0, log=log) as views:
+        return views.get(0)
 
 
-def video_probabilities(model, proc, path, num_frames, stride, segments=1, crops=1, frame_count=None):
+def video_probabilities(model, proc, path, num_frames, stride, segments=1, crops=1, frame_count=None,
+                        log=print):
     """Softmax scores averaged over the views of one video -> (num_labels,) float64."""
     if frame_count is None:
         frame_count = V.count_frames(path)
-    x = view_pixels(path, frame_count, proc, num_frames, stride, segments, crops)
+    x = view_pixels(path, frame_count, proc, num_frames, stride, segments, crops, log=log)
     return softmax(model(x).logits).mean(0)
 
 
@@ -126,17 +125,12 @@ def _views(segments, crops):
             raise ValueError(f"{name}: expected a positive integer, found {v!r}")
 
 
-class _Progress:
-    def __init__(self, what, total, log):
-        self.what, self.total, self.log = what, total, log
-        self.t0 = self.last = time.perf_counter()
-
-    def __call__(self, done):
-        now = time.perf_counter()
-        if done == self.total or now - self.last >= PROGRESS_SECONDS:
-            self.last = now
-            rate = done / max(now - self.t0, 1e-9)
-            self.log(f"{self.what} {done:>5d}/{self.total} videos  {rate:5.1f} videos/s")
+def _video_views(videos, proc, num_frames, stride, segments=1, crops=1, workers=None, log=print):
+    """A ClipLoader of each video's views, decoded ahead in worker processes. videos: a
+    VideoSplit or (path, label, frame count) rows."""
+    spec = loader_spec(videos, proc, num_frames, stride)
+    return ClipLoader(spec, lambda i: views_task(i, segments, crops), stop=len(spec["videos"]),
+                      workers=workers, log=log)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -158,19 +152,21 @@ def evaluate_clips(model, x, y, batch=128):
     return correct / len(y), loss / len(y)
 
 
-def evaluate_split(model, proc, split: VideoSplit, num_frames, stride, segments=1, crops=1, log=print):
-    """Multi-view accuracy of a classifier over a split -> dict of metrics (and the scores)."""
+def evaluate_split(model, proc, split: VideoSplit, num_frames, stride, segments=1, crops=1, log=print,
+                   workers=None):
+    """Multi-view accuracy of a classifier over a split -> dict of metrics (and the scores).
+    workers: clip-decoding processes (data/clips.py; None: the default)."""
     _views(segments, crops)
     was = model.training
     model.eval()
     K = model.config.num_labels
     probs = np.zeros((len(split), K))
-    progress = _Progress("evaluate", len(split), log)
     try:
-        for i, v in enumerate(split.videos):
-            probs[i] = video_probabilities(model, proc, v.path, num_frames, stride, segments, crops,
-                                           frame_count=v.frames)
-            progress(i + 1)
+        with _video_views(split, proc, num_frames, stride, segments, crops, workers, log) as views, \
+                progress("evaluate", len(split), unit="video", log=log, final_line=True) as bar:
+            for i in range(len(split)):
+                probs[i] = softmax(model(views.get(i)).logits).mean(0)
+                bar.update()
     finally:
         model.train(was)
     y = split.labels
@@ -229,7 +225,8 @@ def run_evaluate(args, log=print):
     cfg = model.config
     log(f"evaluating {args.model} on {len(split)} videos of {args.data} "
         f"({args.segments} clip(s) x {args.crops} crop(s) per video)")
-    res = evaluate_split(model, proc, split, cfg.num_frames, stride, args.segments, args.crops, log)
+    res = evaluate_split(model, proc, split, cfg.num_frames, stride, args.segments, args.crops, log,
+                         workers=getattr(args, "workers", None))
     res.pop("probabilities")
     res.update({"model": str(args.model), "data": str(args.data), "stride": stride,
                 "num_frames": cfg.num_frames, "skipped": [str(p) for p in split.skipped]})
@@ -248,25 +245,33 @@ def run_evaluate(args, log=print):
 # ------------------------------------------------------------------------------------------------
 # predict
 # ------------------------------------------------------------------------------------------------
-def predict(model_dir, videos, top_k=5, stride="saved", log=print):
-    """-> list of {"video", "labels", "probabilities"} (top_k of each, highest first)."""
+def predict(model_dir, videos, top_k=5, stride="saved", log=print, workers=None):
+    """-> list of {"video", "labels", "probabilities"} (top_k of each, highest first).
+
+    Each video's middle clip is decoded alone (video.read_frames): memory holds num_frames
+    frames of it, never the video. Several videos are decoded ahead in worker processes."""
     model, proc, stride, classes = load_classifier(model_dir, stride, log)
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise ValueError(f"--top-k: expected a positive integer, found {top_k!r}")
     k = min(top_k, len(classes))
+    rows = [(path, 0, V.count_frames(path)) for path in videos]     # a bad file stops here, named
     results = []
-    for path in videos:
-        p = video_probabilities(model, proc, path, model.config.num_frames, stride)
-        order = np.argsort(-p, kind="stable")[:k]
-        results.append({"video": str(path), "labels": [classes[i] for i in order],
-                        "probabilities": [float(p[i]) for i in order]})
+    with _video_views(rows, proc, model.config.num_frames, stride, workers=workers, log=log) as views, \
+            progress("predict", len(rows), unit="video", log=log) as bar:
+        for i, path in enumerate(videos):
+            p = softmax(model(views.get(i)).logits).mean(0)
+            order = np.argsort(-p, kind="stable")[:k]
+            results.append({"video": str(path), "labels": [classes[j] for j in order],
+                            "probabilities": [float(p[j]) for j in order]})
+            bar.update()
     return results
 
 
 def run_predict(args, log=print, emit=print):
     stride = "saved" if args.stride is None else stride_arg(args.stride)
     note = log if not args.json else (lambda m: None)    # keep --json output pure JSON lines
-    for r in predict(args.model, args.videos, args.top_k, stride, log=note):
+    for r in predict(args.model, args.videos, args.top_k, stride, log=note,
+                     workers=getattr(args, "workers", None)):
         if args.json:
             emit(json.dumps(r))
         else:
@@ -311,11 +316,12 @@ def run_features(args, log=print):
     videos = [(name, v) for name, sp in splits.items() for v in sp.videos]
     classes = next(iter(splits.values())).classes
     feats = np.zeros((len(videos), cfg.hidden_size), np.float32)
-    progress = _Progress("features", len(videos), log)
-    for i, (_, v) in enumerate(videos):
-        x = view_pixels(v.path, v.frames, proc, cfg.num_frames, stride)
-        feats[i] = model(x).last_hidden_state.mean(1)[0]          # (1, N, D) -> mean over tokens
-        progress(i + 1)
+    with _video_views([v for _, v in videos], proc, cfg.num_frames, stride,
+                      workers=getattr(args, "workers", None), log=log) as views, \
+            progress("features", len(videos), unit="video", log=log, final_line=True) as bar:
+        for i in range(len(videos)):
+            feats[i] = model(views.get(i)).last_hidden_state.mean(1)[0]   # (1, N, D) -> mean over tokens
+            bar.update()
     arrays = {"features": feats, "labels": np.array([v.label for _, v in videos], np.int64),
               "paths": np.array([str(v.path) for _, v in videos]),
               "split": np.array([name for name, _ in videos]), "classes": np.array(classes)}
@@ -330,6 +336,16 @@ def run_features(args, log=print):
 def _stride_option(p):
     p.add_argument("--stride", help="frames between a clip's frames, or 'segments' (default: the "
                                     f"run's saved sampling, else {DEFAULT_STRIDE})")
+    p.add_argument("--workers", type=_workers_arg,
+                   help=f"processes decoding videos ahead of the model (default ${WORKERS_ENV}, else "
+                        f"min({DEFAULT_MAX_WORKERS}, cores); 0 decodes in this process)")
+
+
+def _workers_arg(text):
+    try:
+        return check_workers(int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of worker processes >= 0, found {text!r}") from None
 
 
 def add_predict_arguments(p):

@@ -384,14 +384,14 @@ def _finetune(settings, out, resume, explicit, log, callback, data=None):
     cfg = model.config
     data.start(cfg, out, resume)
     model.train(True, drop_path_rate=0.0 if settings.linear_probe else settings.drop_path)
-    batches = Prefetcher(data.batch, start=runs.read_step(out) if resume else 0)
+    batches = data.loader(runs.read_step(out) if resume else 0, log)
 
     def grad_fn(k):
         x, y = batches.get(k)
         out_, grads = model.value_and_grad(x, labels=y, rng=step_rng(settings.seed, k, DROPOUT_STREAM))
         return out_, (_head_only(grads) if settings.linear_probe else grads)
 
-    run = _Run("finetune", out, settings, model, grad_fn, log, callback)
+    run = _Run("finetune", out, settings, model, grad_fn, batches.annotate(log, "finetune step"), callback)
     if settings.linear_probe:
         _freeze_encoder(run)
     if resume:
@@ -408,9 +408,14 @@ def _finetune(settings, out, resume, explicit, log, callback, data=None):
     finally:
         batches.close()
     seconds = time.perf_counter() - t0
+    note = batches.summary("trained")
+    if note:
+        log(note)
     metrics, summary = data.evaluate(model)
     metrics.update({"init": settings.init or "scratch", "step": run.step,
                     "seconds_last_session": round(seconds, 2)})
+    if batches.rates():
+        metrics["loader"] = batches.rates()
     run.save({"eval_accuracy": metrics.get("eval_accuracy")})
     runs.write_json(out / runs.METRICS_JSON, metrics)
     log(f"{summary}; wrote {out / runs.METRICS_JSON}")

@@ -1,7 +1,7 @@
 """Video files in and out, and which frames of a video to feed the model.
 
     frames = read_video("clip.mp4")                       # (T, H, W, C) uint8, every frame
-    n = count_frames("clip.mp4")                          # without keeping any frame
+    n = count_frames("clip.mp4")                          # from the container's metadata
     idx = clip_indices(16, n, stride=4, rng=0)            # which 16 frames a clip takes
     clip = read_frames("clip.mp4", idx)                   # (16, H, W, C): decodes up to idx.max() only
     idx = sample_frame_indices(16, 4, len(frames), rng=0) # a strided clip at a random start
@@ -101,8 +101,9 @@ def _shape_str(shape):
 
 
 def _require_ffmpeg(what: str):
+    import importlib
     try:
-        import imageio_ffmpeg  # noqa: F401
+        importlib.import_module("imageio_ffmpeg")
     except ImportError:
         raise ImportError(f"{what} needs the {FFMPEG_PACKAGE} package, which is not installed: "
                           f"pip install {FFMPEG_PACKAGE}") from None
@@ -114,9 +115,13 @@ def _require_ffmpeg(what: str):
 
 @dataclass
 class ReadStats:
-    """What the last bounded read cost: frames decoded (and dropped unless needed), frames kept."""
+    """What the last bounded read cost: frames decoded (and dropped unless needed), frames kept;
+    with clamp=True, how many asked-for indices lay past the real end (`clamped`) and the real
+    frame count then found (`frames`, else None)."""
     decoded: int = 0
     kept: int = 0
+    clamped: int = 0
+    frames: int | None = None
 
 
 last_read = ReadStats()      # updated by read_frames; tests and progress lines read it
@@ -152,22 +157,30 @@ def _unreadable(path, e):
     return ValueError(f"could not read {path} as a video: {reason}")
 
 
-def count_frames(path) -> int:
+def count_frames(path, exact=False) -> int:
     """The number of frames of a video file or folder of images, keeping none of them in memory.
 
-    MP4 & co.: ffmpeg decodes the stream to nowhere and counts (exact, unlike the container's
-    estimate); GIF: Pillow's frame count; folder: the number of image files. 0 frames is an error.
+    MP4 & co.: the container's metadata (duration x frame rate, as ffmpeg reports them when it
+    opens the file: one short ffmpeg call, nothing decoded) -- an estimate that can be off by a
+    frame or two, or more for a variable frame rate or an audio track longer than the video.
+    read_frames(..., clamp=True) takes a frame past the real end as the last frame and says so.
+    Where the metadata has no duration or rate, and with exact=True, ffmpeg decodes the stream to
+    nowhere and counts (exact, but a full decode). GIF: Pillow's frame count; folder: the number of
+    image files. 0 frames is an error.
     """
     path = Path(path)
     kind = _video_kind(path)
     if kind == "folder":
         return len(_frame_files(path))
+    n = None
+    if kind == "ffmpeg" and not exact:
+        n = frames_from_metadata(ffmpeg_metadata(path))      # None: no duration or rate to trust
     try:
         if kind == "gif":
             from PIL import Image
             with Image.open(path) as img:
                 n = int(getattr(img, "n_frames", 1))
-        else:
+        elif n is None:
             import imageio_ffmpeg
             n = int(imageio_ffmpeg.count_frames_and_secs(str(path))[0])
     except Exception as e:  # ffmpeg and Pillow raise many kinds; all mean "not a readable video"
@@ -175,6 +188,31 @@ def count_frames(path) -> int:
     if n < 1:
         raise ValueError(f"{path} holds no frames (decoded 0)")
     return n
+
+
+def ffmpeg_metadata(path) -> dict:
+    """What ffmpeg reports when it opens a video (fps, duration in s, size, codec): the header
+    only -- ffmpeg is stopped before it has decoded anything we keep."""
+    import imageio_ffmpeg
+    gen = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
+    try:
+        return dict(next(gen))
+    except Exception as e:
+        raise _unreadable(path, e) from e
+    finally:
+        gen.close()
+
+
+def frames_from_metadata(meta: dict):
+    """round(duration x fps) (imageio's own estimate), or None when either is missing or 0."""
+    fps, duration = meta.get("fps") or 0, meta.get("duration") or 0
+    try:
+        fps, duration = float(fps), float(duration)
+    except (TypeError, ValueError):
+        return None
+    if not (fps > 0 and duration > 0 and np.isfinite(fps * duration)):
+        return None
+    return max(int(round(duration * fps)), 1)
 
 
 def iter_frames(path):
@@ -232,12 +270,15 @@ def _read_image(f: Path, folder: Path):
     return img
 
 
-def read_frames(path, indices) -> np.ndarray:
+def read_frames(path, indices, clamp=False) -> np.ndarray:
     """Only the frames at ``indices`` (any order, repeats allowed) -> (len(indices), H, W, C) uint8.
 
     Frames are decoded in stream order and dropped unless an index asks for them; decoding stops
     after the largest index, so memory holds len(indices) frames, never the video. A folder of
-    images reads just the files asked for. An index past the end is an error naming the count.
+    images reads just the files asked for. An index past the end is an error naming the count --
+    unless clamp=True (the indices came from a metadata estimate, count_frames): then it takes the
+    last frame, and ``last_read.clamped`` / ``last_read.frames`` say how many and what the real
+    count is, for the caller to report. A video with no frame at all is an error either way.
     """
     path = Path(path)
     idx = np.asarray(indices)
@@ -251,13 +292,17 @@ def read_frames(path, indices) -> np.ndarray:
     if path.is_dir():
         files = _frame_files(path)
         if last >= len(files):
-            raise ValueError(f"{path} has {len(files)} frames; frame {last} was asked for")
+            if not clamp:
+                raise ValueError(f"{path} has {len(files)} frames; frame {last} was asked for")
+            stats.frames = len(files)
+            wanted = np.unique(np.minimum(wanted, len(files) - 1))
         for i in wanted:
             kept[int(i)] = _read_image(files[int(i)], path)
             stats.decoded += 1
     else:
         want = set(int(i) for i in wanted)
         gen = iter_frames(path)
+        frame = None
         try:
             for i, frame in enumerate(gen):
                 stats.decoded += 1
@@ -268,13 +313,30 @@ def read_frames(path, indices) -> np.ndarray:
         finally:
             gen.close()
         if last not in kept:
-            raise ValueError(f"{path} has {stats.decoded} frames; frame {last} was asked for")
+            if not clamp or frame is None:
+                what = "no frame" if frame is None else f"{stats.decoded} frames"
+                raise ValueError(f"{path} has {what}; frame {last} was asked for")
+            stats.frames = stats.decoded
+            kept[stats.decoded - 1] = frame          # the last frame the stream held
+    if stats.frames is not None:
+        past = idx >= stats.frames
+        stats.clamped = int(past.sum())
+        idx = np.where(past, stats.frames - 1, idx)
     shapes = {f.shape for f in kept.values()}
     if len(shapes) > 1:
         raise ValueError(f"frames in {path} must share a size, found {sorted(shapes)}")
     stats.kept = len(kept)
     last_read.decoded, last_read.kept = stats.decoded, stats.kept
+    last_read.clamped, last_read.frames = stats.clamped, stats.frames
     return np.stack([kept[int(i)] for i in idx])
+
+
+def clamp_note(path, expected, stats: ReadStats) -> str | None:
+    """The line that says a read was clamped (None if it was not)."""
+    if not stats.clamped:
+        return None
+    return (f"note: {path} holds {stats.frames} frames, not the {expected} its metadata gave; "
+            f"frames past the end were taken as its last frame")
 
 
 # --------------------------------------------------------------------------------------------

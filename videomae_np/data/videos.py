@@ -4,7 +4,7 @@
     DATA/val/<class>/<video>        held out (evaluated at the end of fine-tuning)
     DATA/test/<class>/<video>       optional
 
-    split = VideoSplit("DATA/train")                   # scans; counts frames; decodes nothing kept
+    split = VideoSplit("DATA/train")                   # lists videos; frame counts from metadata
     frames = split.clip(i, num_frames=16, stride=4, rng=rng, train=True)   # (16, H, W, C) uint8
 
 A video is a file imageio-ffmpeg reads (or a GIF) or a folder of image frames. Class names are the
@@ -21,7 +21,6 @@ stopping for each would make the folder unusable). A train class absent from val
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +35,6 @@ SPLITS = ("train", "val", "test")
 CROP_AREA = (0.25, 1.0)            # fraction of the frame area a random resized crop keeps
 CROP_ASPECT = (3 / 4, 4 / 3)       # its aspect ratio range (torchvision's RandomResizedCrop)
 FLIP_PROBABILITY = 0.5
-SCAN_PROGRESS_SECONDS = 5.0   # counting frames decodes every video once: a line this often
 
 
 def _is_video(p: Path) -> bool:
@@ -81,23 +79,17 @@ class VideoSplit:
         self.videos = []
         listed = {name: (sorted(p for p in (self.folder / name).iterdir() if _is_video(p))
                          if (self.folder / name).is_dir() else []) for name in self.classes}
-        total, done = sum(map(len, listed.values())), 0
-        t0 = last = time.perf_counter()
+        counts = count_all([p for name in self.classes for p in listed[name]], f"opening {self.folder}",
+                           warn)
         for label, name in enumerate(self.classes):
             cdir = self.folder / name
             entries = listed[name]
             kept = 0
             for p in entries:
-                done += 1
-                if time.perf_counter() - last >= SCAN_PROGRESS_SECONDS:
-                    last = time.perf_counter()
-                    warn(f"counting frames {done}/{total} videos of {self.folder} "
-                         f"({done / (last - t0):.1f} videos/s)")
-                try:
-                    n = V.count_frames(p)
-                except (ValueError, OSError) as e:
+                n = counts[p]
+                if isinstance(n, str):
                     self.skipped.append(p)
-                    warn(f"warning: skipped {p}: {' '.join(str(e).split())}")
+                    warn(f"warning: skipped {p}: {n}")
                     continue
                 self.videos.append(Video(p, label, n))
                 kept += 1
@@ -117,11 +109,56 @@ class VideoSplit:
     def labels(self) -> np.ndarray:
         return np.array([v.label for v in self.videos], np.int64)
 
-    def clip(self, i, num_frames, stride, rng=None, train=True, view=0, views=1) -> np.ndarray:
-        """Frames of one clip of video i -> (num_frames, H, W, C) uint8 (see video.clip_indices)."""
+    def clip(self, i, num_frames, stride, rng=None, train=True, view=0, views=1, notes=None) -> np.ndarray:
+        """Frames of one clip of video i -> (num_frames, H, W, C) uint8 (see video.clip_indices).
+
+        The frame count is the container's estimate: a frame past the real end is read as the
+        last frame, and a line saying so is appended to `notes` (a list) or printed."""
         v = self.videos[i]
-        idx = V.clip_indices(num_frames, v.frames, stride, rng=rng, train=train, view=view, views=views)
-        return V.read_frames(v.path, idx)
+        return read_clip(v.path, v.frames, num_frames, stride, rng=rng, train=train, view=view,
+                         views=views, notes=notes)
+
+
+def read_clip(path, frames, num_frames, stride, rng=None, train=True, view=0, views=1, notes=None):
+    """The frames of one clip of a video of `frames` frames (an estimate; see VideoSplit.clip)."""
+    idx = V.clip_indices(num_frames, frames, stride, rng=rng, train=train, view=view, views=views)
+    out = V.read_frames(path, idx, clamp=True)
+    note = V.clamp_note(path, frames, V.last_read)
+    if note is not None:
+        (print if notes is None else notes.append)(note)
+    return out
+
+
+SCAN_THREADS = 4      # ffmpeg probes run in subprocesses: threads overlap their start-up and I/O
+
+
+def count_all(paths, what="counting frames", warn=print):
+    """{path: frame count, or the one-line reason it cannot be read} of many videos.
+
+    Files are counted from their metadata (video.count_frames), a few ffmpeg probes at a time;
+    the progress is a bar at a terminal, else a line every few seconds (data/progress.py)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .progress import progress
+
+    def one(p):
+        try:
+            return V.count_frames(p)
+        except (ValueError, OSError) as e:
+            return " ".join(str(e).split())
+
+    out = {}
+    with progress(what, len(paths), unit="video", log=warn) as bar:
+        if len(paths) <= 1:
+            for p in paths:
+                out[p] = one(p)
+                bar.update()
+            return out
+        with ThreadPoolExecutor(min(SCAN_THREADS, len(paths))) as pool:
+            for p, n in zip(paths, pool.map(one, paths)):
+                out[p] = n
+                bar.update()
+    return out
 
 
 def open_splits(data, warn=print):
