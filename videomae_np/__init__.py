@@ -21,6 +21,9 @@ ENV_SET_HERE = tuple(k for k in _ENV_DEFAULTS if k not in _os.environ)
 for _k in ENV_SET_HERE:
     _os.environ[_k] = _ENV_DEFAULTS[_k]
 
+from . import _openblas_core  # noqa: E402  (before NumPy loads OpenBLAS: its AVX-512 kernels on AMD)
+OPENBLAS_CORE_SET_HERE = _openblas_core.apply() if "numpy" not in __import__("sys").modules else None
+
 from ._malloc import MALLOC_TUNED  # noqa: E402,F401  (glibc keeps freed arrays for reuse)
 
 from .config import VideoMAEConfig  # noqa: E402

@@ -308,6 +308,10 @@ def _run(args, train):
         threads = default_threads()
     if threads:
         set_threads(threads)
+    if args.command in ("pretrain", "finetune", "ablate"):
+        from ._openblas_core import note
+        if note():
+            print(note())
     if args.command == "pretrain":
         train.run_pretrain(settings, args.out or "runs/pretrain", resume=args.resume,
                            explicit=explicit, log=_log)
