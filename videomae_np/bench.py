@@ -547,16 +547,16 @@ def main(argv=None):
                     tt = (None if tf is None else min(tf, tt[0] or tf), min(ts, tt[1] or ts))
         if name == MAIN:
             ratio = 1 - nv / cfg.num_patches
-            rows.append((f"main: toy B{B} step+AdamW {ratio:.0%} mask*", t_step, tt[1],
+            rows.append((name, f"main: toy B{B} step+AdamW {ratio:.0%} mask*", t_step, tt[1],
                          pretrain_step_flops(cfg, B, nv)))
             continue
         label = {"small": f"small 64^2 x8 w192 L6 B{B}", "vitb": f"ViT-B 224^2 x16 B{B}"}[name]
-        rows += [(f"{label} encoder fwd", t_fwd, tt[0], encoder_flops(cfg, B)),
-                 (f"{label} pretrain step 90%", t_step, tt[1], pretrain_step_flops(cfg, B, nv))]
+        rows += [(name, f"{label} encoder fwd", t_fwd, tt[0], encoder_flops(cfg, B)),
+                 (name, f"{label} pretrain step 90%", t_step, tt[1], pretrain_step_flops(cfg, B, nv))]
     header = f"{'workload':<44s} {'ours ms':>9s} {'torch ms':>9s} {'ratio':>6s} {'GFLOP/s':>8s} {'% sgemm':>8s}"
     print(header)
     print("-" * len(header))
-    for what, ours, theirs, flops in rows:
+    for _, what, ours, theirs, flops in rows:
         gf = flops / ours / 1e9
         ratio = f"{ours / theirs:6.2f}" if theirs else "     -"
         tms = f"{theirs * 1e3:9.1f}" if theirs else "        -"
@@ -567,8 +567,8 @@ def main(argv=None):
               "   mask, forward + backward + grad clipping + AdamW; torch: torch.optim.AdamW, clip_grad_norm_.\n"
               "   Rendering the clips is not timed: the run renders the next batch on a worker thread.)")
     report = {"machine": info, "sgemm_gflops": peak, "repeats": args.repeats, "rounds": args.rounds,
-              "rows": [{"workload": what, "ours_s": ours, "torch_s": theirs, "matmul_flops": flops}
-                       for what, ours, theirs, flops in rows]}
+              "rows": [{"workload": name, "row": what.rstrip("*"), "ours_s": ours, "torch_s": theirs,
+                        "matmul_flops": flops} for name, what, ours, theirs, flops in rows]}
     if not args.no_extras:
         cold, warm = compile_times()
         print(f"\nNumba: cold compile + first step {cold['first']:.1f} s; cached first step {warm['first']:.2f} s "
