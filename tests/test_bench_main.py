@@ -126,6 +126,18 @@ def test_machine_info_names_this_machines_cpu_and_blas():
     json.dumps(info)                                      # goes into --json as it is
 
 
+def test_cpu_info_falls_back_to_lscpu_when_cpuinfo_has_no_model_name(monkeypatch):
+    import shutil
+    if shutil.which("lscpu") is None:
+        pytest.skip("no lscpu here")
+    lscpu = bench._lscpu_fields()
+    monkeypatch.setattr(bench, "_cpuinfo_fields", lambda: {})
+    cpu = bench.cpu_info()
+    assert cpu["model"] == lscpu.get("Model name", cpu["model"])
+    assert cpu["vendor"] == lscpu.get("Vendor ID")
+    assert cpu["avx2"] == ("avx2" in lscpu.get("Flags", "").split())
+
+
 def test_torch_blas_info_names_torchs_blas_and_its_version():
     pytest.importorskip("torch")
     t = bench.torch_blas_info()
