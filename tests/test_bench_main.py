@@ -11,8 +11,9 @@ import sys
 import numpy as np
 import pytest
 
-from videomae_np import bench, train
-from videomae_np.train import PretrainSettings, pretrain_batch
+from videomae_np import bench, runs, train
+from videomae_np.settings import TOY_MODEL, PretrainSettings, toy_config
+from videomae_np.train import pretrain_batch
 
 STEPS = 2   # Adam's first update is g / |g| whatever the gradient's scale; the second is not
 
@@ -22,8 +23,8 @@ def _run_pretrain(tmp_path, settings):
     back from the files the run wrote."""
     out = tmp_path / "run"
     train.run_pretrain(settings, out=out, log=lambda *a: None)
-    state = dict(np.load(out / train.STATE_NPZ))
-    metrics = [json.loads(line) for line in open(out / train.METRICS_LOG)]
+    state = dict(np.load(out / runs.STATE_NPZ))
+    metrics = [json.loads(line) for line in open(out / runs.METRICS_LOG)]
     return state, metrics
 
 
@@ -44,8 +45,8 @@ def test_main_job_is_the_default_pretraining_run():
     default = PretrainSettings()
     assert settings == default
     assert cfg.to_dict() == default.model_config().to_dict()
-    toy = train.toy_config().to_dict()
-    assert all(cfg.to_dict()[k] == toy[k] for k in train.TOY_MODEL if k not in ("num_labels", "id2label"))
+    toy = toy_config().to_dict()
+    assert all(cfg.to_dict()[k] == toy[k] for k in TOY_MODEL if k not in ("num_labels", "id2label"))
     assert x.shape == (default.batch_size, cfg.num_frames, cfg.num_channels, *cfg.image_hw)
     x0, mask0 = pretrain_batch(default, cfg, 0)
     np.testing.assert_array_equal(x, x0)

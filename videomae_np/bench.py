@@ -256,7 +256,8 @@ def machine_lines(info):
 def main_job(settings=None):
     """(settings, cfg, x, mask): the default pretraining run's settings, its model config (the toy
     model) and its first batch with its mask -- train.pretrain_batch, what the run trains on."""
-    from .train import PretrainSettings, pretrain_batch
+    from .settings import PretrainSettings
+    from .train import pretrain_batch
     settings = settings or PretrainSettings()
     cfg = settings.model_config()
     x, mask = pretrain_batch(settings, cfg, 0)
