@@ -175,7 +175,7 @@ def _job(root: str, arm: Arm, budget: Budget, seed: int) -> dict:
                 train.run_pretrain(ps, pdir, resume=state is not None, log=log)
         hist = [r["loss"] for r in runs.read_metrics(pdir)]
         result["pretrain_dir"] = str(pdir.relative_to(root.parent))
-        result["pretrain_seconds"] = train.read_state(pdir).get("seconds_last_session")
+        result["pretrain_seconds"] = runs.read_state(pdir).get("seconds_last_session")
         result["reconstruction_loss"] = float(np.mean(hist[-50:]))
         init = str(pdir)
     fs = _finetune_settings(arm, budget, seed, init)
