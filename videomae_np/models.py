@@ -30,8 +30,6 @@ from . import checkpoint as ckpt
 from . import kernels
 from .config import VideoMAEConfig
 from .masking import visible_and_masked_indices
-from .optim import is_norm
-from .ops.attention import stacked_base
 from .ops.dropout import Drop, drop_path_rates
 from .ops.block import block_backward, block_forward, block_param_names
 from .ops.layernorm import LayerNormCache, layernorm_backward, layernorm_forward
@@ -39,6 +37,8 @@ from .ops.linear import LinearCache, linear_backward, linear_forward
 from .ops.losses import CLASSIFICATION_LOSSES, RECONSTRUCTION_LOSSES
 from .ops.patch_embed import PatchEmbedCache, patch_embed_backward, patch_embed_forward, tubelets
 from .outputs import BaseModelOutput, ImageClassifierOutput, VideoMAEForPreTrainingOutput
+from .params import (BASE_PREFIX, HEAD_KEYS, PATCH_B, PATCH_W, base_shapes, classification_shapes, init_params,
+                     layer_key, pretraining_shapes, stack_qkv)
 from .positions import sinusoid_table
 
 # transformers.utils.constants: ImageNet statistics used to un-normalise pixels for the target
@@ -47,12 +47,6 @@ IMAGENET_DEFAULT_STD = (0.229, 0.224, 0.225)
 HEAD_NORM_EPS = 1e-5       # decoder.norm and fc_norm are nn.LayerNorm with torch's default eps
 NORM_PIX_EPS = 1e-6        # added to the per-patch std of the norm-pix target
 DTYPES = (np.float32, np.float64)
-
-PATCH_W = "embeddings.patch_embeddings.projection.weight"
-PATCH_B = "embeddings.patch_embeddings.projection.bias"
-BASE_PREFIX = "videomae."
-# key prefixes of the heads; a checkpoint of one head loads into another without them
-HEAD_KEYS = ("mask_token", "encoder_to_decoder.", "decoder.", "fc_norm.", "classifier.")
 
 
 def _one_blas_thread(method):
@@ -63,10 +57,6 @@ def _one_blas_thread(method):
         with kernels.one_blas_thread():
             return method(*args, **kwargs)
     return wrapped
-
-
-def _layer_key(prefix, i, name):
-    return f"{prefix}encoder.layer.{i}.{name}"
 
 
 # A tape (videomae_np/tape.py) is a recorder ``tape(name, array)`` handed every intermediate under
@@ -137,73 +127,6 @@ def _head_mask(head_mask, num_layers, num_heads, dtype):
 
 
 # ------------------------------------------------------------------------------------------------
-# parameter initialisation (transformers' _init_weights: N(0, initializer_range) for linear and conv
-# weights, zero biases, LayerNorm weight 1 / bias 0; the mask token starts at zero)
-# ------------------------------------------------------------------------------------------------
-def _encoder_shapes(cfg: VideoMAEConfig, prefix: str) -> dict:
-    D, I, t, p, C = cfg.hidden_size, cfg.intermediate_size, cfg.tubelet_size, cfg.patch_size, cfg.num_channels
-    shapes = {prefix + PATCH_W: (D, C, t, p, p), prefix + PATCH_B: (D,)}
-    for i in range(cfg.num_hidden_layers):
-        shapes.update(_block_shapes(f"{prefix}encoder.layer.{i}.", D, I, cfg.qv_bias))
-    if not cfg.use_mean_pooling:
-        shapes[prefix + "layernorm.weight"] = (D,)
-        shapes[prefix + "layernorm.bias"] = (D,)
-    return shapes
-
-
-def _block_shapes(prefix, D, I, qv_bias):
-    out = {}
-    for name in block_param_names(qv_bias):
-        if name.startswith("attention."):
-            shape = (D, D) if name.endswith("weight") else (D,)
-        elif name.startswith("intermediate."):
-            shape = (I, D) if name.endswith("weight") else (I,)
-        elif name.startswith("output."):
-            shape = (D, I) if name.endswith("weight") else (D,)
-        else:
-            shape = (D,)
-        out[prefix + name] = shape
-    return out
-
-
-def _init_params(shapes: dict, cfg, seed, dtype) -> dict:
-    rng = np.random.default_rng(seed)
-    std = cfg.initializer_range or 0.02
-    params = {}
-    for name, shape in shapes.items():
-        leaf = name.rsplit(".", 1)[-1]
-        norm = is_norm(name)
-        if name == "mask_token" or leaf == "bias":
-            a = np.zeros(shape)
-        elif norm:
-            a = np.ones(shape)
-        else:
-            a = rng.normal(0.0, std, size=shape)
-        params[name] = a.astype(dtype)
-    return _stack_qkv(params)
-
-
-_QKV = ("query.weight", "key.weight", "value.weight")
-
-
-def _stack_qkv(params: dict) -> dict:
-    """Make each layer's query, key and value weights the consecutive thirds of one (3C, C) array,
-    in place. Attention multiplies by the stacked weight (ops/attention._qkv_weights), which then
-    is that array itself instead of a 7 MB concatenation per ViT-B layer in forward and another
-    in backward (33 ms of a 1.6 s pretraining step). The optimizer updates the views in place, so
-    they stay stacked; anything that rebinds a weight just gets the concatenation again."""
-    for name in [n for n in params if n.endswith("attention.attention." + _QKV[0])]:
-        stem = name[: -len(_QKV[0])]
-        parts = [params.get(stem + leaf) for leaf in _QKV]
-        if any(a is None or a.shape != parts[0].shape for a in parts) or stacked_base(*parts) is not None:
-            continue             # nothing to stack, or stacked already (left as they are)
-        stacked = np.concatenate(parts)
-        for i, leaf in enumerate(_QKV):
-            params[stem + leaf] = stacked[i * len(parts[0]):(i + 1) * len(parts[0])]
-    return params
-
-
-# ------------------------------------------------------------------------------------------------
 # the phases of the method, each a forward/backward pair (MAE's forward_encoder, forward_decoder,
 # forward_loss). Each forward returns its outputs and a named cache; each backward reads that cache,
 # fills the parameter gradients it owns into ``grads`` and returns the gradient of its input.
@@ -241,7 +164,7 @@ def encoder_forward(P, prefix, cfg, pos, x, mask, head_masks, drops=None, *, kee
     hidden, attns, caches = [h], [], []
     names = block_param_names(cfg.qv_bias)
     for i in range(cfg.num_hidden_layers):
-        p = {n: P[_layer_key(prefix, i, n)] for n in names}
+        p = {n: P[layer_key(prefix, i, n)] for n in names}
         h, probs, c = block_forward(h, p, cfg.num_attention_heads, cfg.layer_norm_eps, cfg.hidden_act,
                                     head_masks[i], drops[i] if drops else None, keep_probs=keep_probs,
                                     tape=_sub(tape, f"{prefix}encoder.layer.{i}."))
@@ -272,7 +195,7 @@ def encoder_backward(dh, cache, prefix, cfg, grads, *, need_dx=False, tape=None)
     for i in reversed(range(len(cache.blocks))):
         dh, g, _ = block_backward(dh, cache.blocks[i], tape=_sub(tape, f"{prefix}encoder.layer.{i}."))
         for n, v in g.items():
-            grads[_layer_key(prefix, i, n)] = v
+            grads[layer_key(prefix, i, n)] = v
     if tape is not None:
         tape(prefix + "embeddings", dh)
     # the position table is a constant: its gradient is dropped
@@ -511,7 +434,7 @@ class VideoMAEPreTrainedModel:
         self.training = False
         self.drop_path_rate = 0.0
         self.rng = np.random.default_rng(seed)  # draws dropout masks when training without an rng
-        self.params = _init_params(self._shapes(), config, seed, dtype)
+        self.params = init_params(self._shapes(), config, seed, dtype)
         self._pos = sinusoid_table(config.num_patches, config.hidden_size, dtype)
 
     # --- training mode: dropout (config probabilities) and drop path -------------------------------
@@ -576,7 +499,7 @@ class VideoMAEPreTrainedModel:
                 raise ckpt.CheckpointError(f"{k}: expected a float tensor, found dtype {a.dtype}")
             new[k] = np.array(a, dtype=self.dtype, copy=True)
         self.params.update(new)
-        _stack_qkv(self.params)
+        stack_qkv(self.params)
         return missing, unexpected
 
     def num_parameters(self) -> int:
@@ -673,7 +596,7 @@ class VideoMAEModel(VideoMAEPreTrainedModel):
     prefix = ""
 
     def _shapes(self):
-        return _encoder_shapes(self.config, "")
+        return base_shapes(self.config)
 
     @_one_blas_thread
     def forward(self, pixel_values, bool_masked_pos=None, output_hidden_states=False,
@@ -722,19 +645,7 @@ class VideoMAEForPreTraining(VideoMAEPreTrainedModel):
         self._dec_pos = sinusoid_table(config.num_patches, config.decoder_hidden_size, dtype)
 
     def _shapes(self):
-        cfg = self.config
-        Dd = cfg.decoder_hidden_size
-        shapes = {"mask_token": (1, 1, Dd)}
-        shapes.update(_encoder_shapes(cfg, BASE_PREFIX))
-        shapes["encoder_to_decoder.weight"] = (Dd, cfg.hidden_size)
-        for i in range(cfg.decoder_num_hidden_layers):
-            shapes.update(_block_shapes(f"decoder.decoder_layers.{i}.", Dd, cfg.decoder_intermediate_size,
-                                        cfg.qv_bias))
-        shapes["decoder.norm.weight"] = (Dd,)
-        shapes["decoder.norm.bias"] = (Dd,)
-        shapes["decoder.head.weight"] = (cfg.pixels_per_token, Dd)
-        shapes["decoder.head.bias"] = (cfg.pixels_per_token,)
-        return shapes
+        return pretraining_shapes(self.config)
 
     def targets(self, pixel_values):
         """The reconstruction target of every token: (B, N, P), P = t*p*p*C channel-last.
@@ -800,16 +711,7 @@ class VideoMAEForVideoClassification(VideoMAEPreTrainedModel):
     """Encoder + pooled linear classifier (mean over tokens + fc_norm, or token 0)."""
 
     def _shapes(self):
-        cfg = self.config
-        shapes = _encoder_shapes(cfg, BASE_PREFIX)
-        D = cfg.hidden_size
-        if cfg.use_mean_pooling:
-            shapes["fc_norm.weight"] = (D,)
-            shapes["fc_norm.bias"] = (D,)
-        if cfg.num_labels > 0:
-            shapes["classifier.weight"] = (cfg.num_labels, D)
-            shapes["classifier.bias"] = (cfg.num_labels,)
-        return shapes
+        return classification_shapes(self.config)
 
     @_one_blas_thread
     def forward(self, pixel_values, labels=None, output_hidden_states=False, output_attentions=False,
