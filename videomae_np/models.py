@@ -20,8 +20,6 @@ functions, each a ``*_forward`` / ``*_backward`` pair with a named cache; the cl
 from __future__ import annotations
 
 import functools
-import warnings
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -37,7 +35,7 @@ from .ops.linear import LinearCache, linear_backward, linear_forward
 from .ops.losses import CLASSIFICATION_LOSSES, RECONSTRUCTION_LOSSES
 from .ops.patch_embed import PatchEmbedCache, patch_embed_backward, patch_embed_forward, tubelets
 from .outputs import BaseModelOutput, ImageClassifierOutput, VideoMAEForPreTrainingOutput
-from .params import (BASE_PREFIX, HEAD_KEYS, PATCH_B, PATCH_W, base_shapes, classification_shapes, init_params,
+from .params import (BASE_PREFIX, PATCH_B, PATCH_W, base_shapes, classification_shapes, init_params,
                      layer_key, pretraining_shapes, stack_qkv)
 from .positions import sinusoid_table
 
@@ -479,25 +477,8 @@ class VideoMAEPreTrainedModel:
         keep their current values and unknown keys are reported. Shapes are always checked.
         Returns (missing, unexpected).
         """
-        sd = ckpt.rename_legacy_keys(state_dict)
-        shapes = self._shapes()
-        missing = sorted(set(shapes) - set(sd))
-        unexpected = sorted(set(sd) - set(shapes))
-        if strict and (missing or unexpected):
-            raise KeyError(f"{type(self).__name__}.load_state_dict: missing keys {missing[:10]}"
-                           f"{'...' if len(missing) > 10 else ''}, unexpected keys {unexpected[:10]}"
-                           f"{'...' if len(unexpected) > 10 else ''}")
-        new = {}
-        for k, shape in shapes.items():
-            if k not in sd:
-                continue
-            a = np.asarray(sd[k])
-            if tuple(a.shape) != tuple(shape):
-                raise ckpt.CheckpointError(f"{k}: expected shape {tuple(shape)} from the config, found "
-                                           f"{tuple(a.shape)}")
-            if not np.issubdtype(a.dtype, np.floating):
-                raise ckpt.CheckpointError(f"{k}: expected a float tensor, found dtype {a.dtype}")
-            new[k] = np.array(a, dtype=self.dtype, copy=True)
+        new, missing, unexpected = ckpt.checked_tensors(type(self).__name__, self._shapes(), state_dict,
+                                                        self.dtype, strict)
         self.params.update(new)
         stack_qkv(self.params)
         return missing, unexpected
@@ -520,52 +501,11 @@ class VideoMAEPreTrainedModel:
         classes: head tensors of another class are ignored, this class's missing head tensors are
         freshly initialised (with a warning). A missing encoder tensor is an error.
         """
-        directory = Path(directory)
-        if not directory.is_dir():
-            raise FileNotFoundError(f"{directory} is not a directory (expected one written by save_pretrained)")
-        config = config or VideoMAEConfig.from_pretrained(directory)
-        sd = ckpt.rename_legacy_keys(ckpt.read_weights(directory))
-        model = cls(config, seed=0, dtype=dtype)
-        sd = model._adapt_prefix(sd)
-        shapes = model._shapes()
-        missing = sorted(set(shapes) - set(sd))
-        unexpected = sorted(set(sd) - set(shapes))
-        foreign = [k for k in unexpected if k.startswith(HEAD_KEYS)]
-        stray = [k for k in unexpected if k not in foreign]
-        if stray:
-            raise ckpt.CheckpointError(f"{directory}: tensors that belong to no VideoMAE model: {stray[:10]}")
-        enc_missing = [k for k in missing if not k.startswith(HEAD_KEYS)]
-        if enc_missing:
-            raise ckpt.CheckpointError(f"{directory}: encoder tensors missing from the checkpoint: "
-                                       f"{enc_missing[:10]}{'...' if len(enc_missing) > 10 else ''}")
-        same_class = (config.architectures or [None])[0] == cls.__name__
-        if missing and same_class:
-            raise ckpt.CheckpointError(f"{directory}: a {cls.__name__} checkpoint without {missing[:10]}")
-        if missing:
-            warnings.warn(f"{cls.__name__}: {len(missing)} head tensors are not in the checkpoint and "
-                          f"were newly initialised: {missing[:6]}{'...' if len(missing) > 6 else ''}",
-                          stacklevel=2)
-        model.load_state_dict({k: sd[k] for k in shapes if k in sd}, strict=False)
-        model.loading_info = {"missing_keys": missing, "unexpected_keys": unexpected}
-        return model
-
-    def _adapt_prefix(self, sd: dict) -> dict:
-        """Map a checkpoint's keys to this class's scheme (encoder keys with or without 'videomae.')."""
-        has_prefixed = any(k.startswith(BASE_PREFIX) for k in sd)
-        if self.prefix and not has_prefixed:         # base-model checkpoint into a head model
-            return {(k if k.startswith(HEAD_KEYS) else BASE_PREFIX + k): v for k, v in sd.items()}
-        if not self.prefix and has_prefixed:         # head checkpoint into the base model
-            return {(k[len(BASE_PREFIX):] if k.startswith(BASE_PREFIX) else k): v for k, v in sd.items()}
-        return sd
+        return ckpt.load_pretrained(cls, directory, dtype, config)
 
     def save_pretrained(self, directory):
         """Write config.json + model.safetensors that transformers loads with no missing keys."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        cfg = self.config.to_dict()
-        cfg["architectures"] = [type(self).__name__]
-        cfg["dtype"] = np.dtype(self.dtype).name
-        ckpt.write_pretrained(directory, self.params, cfg)   # both files, tied by one save id
+        ckpt.save_pretrained(self, directory)
 
     # --- shared pieces of forward ---------------------------------------------------------------
     def _encode(self, pixel_values, bool_masked_pos, head_mask, rng=None, *, keep_hidden, keep_probs,
