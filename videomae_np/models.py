@@ -33,17 +33,14 @@ from .ops.block import block_backward, block_forward, block_param_names
 from .ops.layernorm import LayerNormCache, layernorm_backward, layernorm_forward
 from .ops.linear import LinearCache, linear_backward, linear_forward
 from .ops.losses import CLASSIFICATION_LOSSES, RECONSTRUCTION_LOSSES
-from .ops.patch_embed import PatchEmbedCache, patch_embed_backward, patch_embed_forward, tubelets
+from .ops.patch_embed import PatchEmbedCache, patch_embed_backward, patch_embed_forward
 from .outputs import BaseModelOutput, ImageClassifierOutput, VideoMAEForPreTrainingOutput
 from .params import (BASE_PREFIX, PATCH_B, PATCH_W, base_shapes, classification_shapes, init_params,
                      layer_key, pretraining_shapes, stack_qkv)
+from .pixels import pixel_targets
 from .positions import sinusoid_table
 
-# transformers.utils.constants: ImageNet statistics used to un-normalise pixels for the target
-IMAGENET_DEFAULT_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_DEFAULT_STD = (0.229, 0.224, 0.225)
 HEAD_NORM_EPS = 1e-5       # decoder.norm and fc_norm are nn.LayerNorm with torch's default eps
-NORM_PIX_EPS = 1e-6        # added to the per-patch std of the norm-pix target
 DTYPES = (np.float32, np.float64)
 
 
@@ -281,38 +278,6 @@ def reconstruction_loss_forward(x, logits, msk_idx, cfg, loss_fn):
 
 def reconstruction_loss_backward(cache, dloss=1.0):   # -> d(logits) (B, Nm, P)
     return RECONSTRUCTION_LOSSES[cache.loss_fn][1](dloss, cache.loss)
-
-
-def pixel_targets(x, cfg, token_idx=None):
-    """(B, T, C, H, W) model-dtype pixels -> (B, N, t*p*p*C) pretraining targets (see targets()).
-
-    token_idx: (B, M) token positions to return (the masked ones in training), else all N.
-    """
-    dtype = x.dtype.type
-    C = cfg.num_channels
-    if C != 3 and not cfg.norm_pix_loss:
-        raise ValueError(f"norm_pix_loss=False needs RGB input to un-normalise, but num_channels={C}; "
-                         "set config.norm_pix_loss=True")
-    t, p = cfg.tubelet_size, cfg.patch_size
-    # (B, N, C, t*p*p): each token's pixels per channel (the Conv3d order), contiguous along the
-    # axis the statistics reduce over
-    tok = tubelets(x, t, p).reshape(x.shape[0], cfg.num_patches, C, t * p * p)
-    if token_idx is not None:
-        tok = tok[np.arange(tok.shape[0])[:, None], token_idx]
-    if C == 3:
-        # back to [0, 1] with the ImageNet statistics; torch.as_tensor of Python floats makes
-        # float32 constants, and we round the same way
-        mean = np.asarray(IMAGENET_DEFAULT_MEAN, np.float32).astype(dtype)[:, None]
-        std = np.asarray(IMAGENET_DEFAULT_STD, np.float32).astype(dtype)[:, None]
-        tok = tok * std + mean
-    if cfg.norm_pix_loss:
-        n = tok.shape[-1]
-        mu = tok.mean(axis=-1, keepdims=True)
-        tok = tok - mu
-        sd = np.sqrt(np.einsum("...i,...i->...", tok, tok)[..., None] / dtype(n - 1))   # unbiased
-        tok /= sd + dtype(NORM_PIX_EPS)
-    # channel last inside a token: (B, M, t*p*p, C) flattened
-    return np.ascontiguousarray(tok.transpose(0, 1, 3, 2)).reshape(tok.shape[0], tok.shape[1], -1)
 
 
 class ClassifierCache(NamedTuple):
@@ -592,7 +557,7 @@ class VideoMAEForPreTraining(VideoMAEPreTrainedModel):
 
         RGB input is first un-normalised with the ImageNet statistics (whatever the processor
         used, as transformers does); with norm_pix_loss each token is standardised per channel
-        over its t*p*p pixels with the unbiased std.
+        over its t*p*p pixels with the unbiased std (pixels.pixel_targets).
         """
         cfg = self.config
         x = _check_pixels(cfg, pixel_values, self.dtype)
