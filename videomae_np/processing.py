@@ -43,7 +43,6 @@ from PIL import Image
 
 from . import kernels
 from .fileio import atomic_write_text, read_json_object
-from .kernels.gather import gather_tables_numba, gather_tables_numpy  # noqa: F401  (kept importable here)
 from .pixels import IMAGENET_STANDARD_MEAN, IMAGENET_STANDARD_STD   # the default pair (pixels.py)
 
 PROCESSOR_CONFIG_NAME = "preprocessor_config.json"
