@@ -7,6 +7,7 @@ import pytest
 
 import videomae_np as vm
 from videomae_np import optim
+from videomae_np.params import decays
 
 from conftest import TINY
 
@@ -55,18 +56,6 @@ def test_adamw_schedule_and_clipping_match_torch_over_several_steps(dtype, tol):
         assert opt.step_count == int(st["step"])
 
 
-def test_weight_decay_skips_biases_norms_and_mask_token():
-    cfg = vm.VideoMAEConfig(**TINY)
-    names = list(vm.VideoMAEForPreTraining(cfg).params) + list(vm.VideoMAEForVideoClassification(cfg).params)
-    for n in names:
-        exempt = (n.endswith(".bias") or n == "mask_token" or "layernorm" in n or "norm." in n
-                  or n.startswith("fc_norm"))
-        assert optim.decays(n) == (not exempt), n
-    assert not optim.decays("decoder.norm.weight")
-    assert not optim.decays("fc_norm.weight")
-    assert optim.decays("videomae.encoder.layer.0.attention.attention.query.weight")
-
-
 def test_layer_decay_scales_embeddings_layers_and_heads():
     cfg = vm.VideoMAEConfig(**TINY)            # 2 encoder layers
     names = list(vm.VideoMAEForVideoClassification(cfg).params)
@@ -82,7 +71,7 @@ def test_layer_decay_scales_embeddings_layers_and_heads():
         else:                                   # fc_norm, classifier
             expect = 1.0
         assert scale == expect, n
-        assert wd == (0.05 if optim.decays(n) else 0.0)
+        assert wd == (0.05 if decays(n) else 0.0)
     # without layer decay every scale is 1
     assert {s for s, _ in optim.param_groups(names, 0.05).values()} == {1.0}
 
@@ -169,18 +158,3 @@ def test_adamw_refuses_missing_or_misshapen_gradients_before_changing_anything()
     for k in params:
         np.testing.assert_array_equal(params[k], before[k])
         assert not opt.exp_avg[k].any() and not opt.exp_avg_sq[k].any()
-
-
-def test_one_norm_rule_for_initialisation_and_weight_decay():
-    """Every LayerNorm parameter the models create starts at weight 1 / bias 0 and is not decayed,
-    and a head's own LayerNorm named like `head_ln` is recognised by the same rule."""
-    import videomae_np as vm
-    from videomae_np.settings import toy_config
-    for cls in (vm.VideoMAEForPreTraining, vm.VideoMAEForVideoClassification):
-        model = cls(toy_config(), seed=0)
-        for name, value in model.params.items():
-            if optim.is_norm(name):
-                assert not optim.decays(name), name
-                assert np.all(value == (1.0 if name.endswith("weight") else 0.0)), name
-    assert optim.is_norm("head_ln.weight") and not optim.decays("head_ln.weight")
-    assert not optim.is_norm("classifier.weight") and optim.decays("classifier.weight")

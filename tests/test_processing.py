@@ -17,6 +17,8 @@ from PIL import Image
 import videomae_np as vm
 from conftest import max_abs, record
 from videomae_np import kernels
+from videomae_np.kernels import gather
+from videomae_np import pixels
 from videomae_np import processing as P
 
 TOL = 1e-5
@@ -178,8 +180,8 @@ def test_every_pillow_filter_matches_transformers(HFPil, resample, hw):
     ("upscale_height_width", lambda x: x[:, :20, :30], {"size": {"height": 111, "width": 57}}),
     ("shortest_and_longest_edge", lambda x: x, {"size": {"shortest_edge": 224, "longest_edge": 256}}),
     ("max_height_width", lambda x: x, {"size": {"max_height": 100, "max_width": 90}}),
-    ("imagenet_default_mean_std", lambda x: x, {"image_mean": P.IMAGENET_DEFAULT_MEAN,
-                                                "image_std": P.IMAGENET_DEFAULT_STD}),
+    ("imagenet_default_mean_std", lambda x: x, {"image_mean": pixels.IMAGENET_DEFAULT_MEAN,
+                                                "image_std": pixels.IMAGENET_DEFAULT_STD}),
     ("no_resize_no_crop", lambda x: x[:, :50, :70], {"do_resize": False, "do_center_crop": False}),
     ("uint8_passthrough", lambda x: x[:, :50, :70], {"do_resize": False, "do_center_crop": False,
                                                      "do_rescale": False, "do_normalize": False}),
@@ -273,8 +275,8 @@ def test_gather_kernel_numba_equals_numpy_reference(layout):
     tables = rng.standard_normal((256, 4)).astype(np.float32)
     a = np.empty((x.shape[0], 4, *x.shape[1:3]), np.float32)
     b = np.empty_like(a)
-    P.gather_tables_numpy(x, tables, a)
-    P.gather_tables_numba(x, tables, b)
+    gather.gather_tables_numpy(x, tables, a)
+    gather.gather_tables_numba(x, tables, b)
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(a[1, 2], tables[x[1, :, :, 2], 2])
 
@@ -304,7 +306,7 @@ def test_per_call_overrides_do_not_change_the_processor():
 # --------------------------------------------------------------------------------------------
 
 CUSTOM = dict(size={"shortest_edge": 160}, crop_size={"height": 144, "width": 128}, resample=3,
-              image_mean=list(P.IMAGENET_DEFAULT_MEAN), image_std=list(P.IMAGENET_DEFAULT_STD),
+              image_mean=list(pixels.IMAGENET_DEFAULT_MEAN), image_std=list(pixels.IMAGENET_DEFAULT_STD),
               do_rescale=True, rescale_factor=1 / 255, do_convert_rgb=True)
 
 
@@ -343,8 +345,8 @@ def test_config_written_here_loads_in_transformers_unchanged(HFPil, tmp_path, kw
 def test_legacy_feature_extractor_config_loads_like_transformers(HFPil, tmp_path):
     legacy = {"feature_extractor_type": "VideoMAEFeatureExtractor", "processor_class": "X",
               "do_resize": True, "size": 128, "resample": 2, "do_center_crop": True,
-              "crop_size": 112, "do_normalize": True, "image_mean": list(P.IMAGENET_DEFAULT_MEAN),
-              "image_std": list(P.IMAGENET_DEFAULT_STD), "some_unknown_key": 7}
+              "crop_size": 112, "do_normalize": True, "image_mean": list(pixels.IMAGENET_DEFAULT_MEAN),
+              "image_std": list(pixels.IMAGENET_DEFAULT_STD), "some_unknown_key": 7}
     (tmp_path / P.PROCESSOR_CONFIG_NAME).write_text(json.dumps(legacy))
     ours = vm.VideoMAEImageProcessor.from_pretrained(tmp_path)
     ref = _quiet(HFPil.from_pretrained, tmp_path)

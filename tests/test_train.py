@@ -319,13 +319,13 @@ def test_reconstruction_picture_says_it_uses_true_patch_statistics(tmp_path):
 
 
 def test_reconstruction_of_visible_patches_is_the_input_and_masked_input_is_grey():
-    from videomae_np import reconstruction
+    from videomae_np import pixels, reconstruction
     cfg = toy_config(**TINY_MODEL)
     model = vm.VideoMAEForPreTraining(cfg, seed=0)
     x, mask = train.pretrain_batch(pre(), cfg, 0)
     recon, masked = reconstruction.reconstruct(model, x, mask)
     vis = ~mask
-    shown = vm.ops.patchify(reconstruction._display(x.astype(np.float64)), 2, 8)
+    shown = vm.ops.patchify(pixels.denormalise(x), 2, 8)
     np.testing.assert_allclose(vm.ops.patchify(recon, 2, 8)[vis], shown[vis], atol=1e-6)
     np.testing.assert_allclose(vm.ops.patchify(masked, 2, 8)[mask], reconstruction.MASK_GREY)
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .fileio import atomic_write, atomic_write_text
+from .fileio import atomic_write, atomic_write_text, read_json_object
 
 
 # ------------------------------------------------------------------------------------------------
@@ -186,7 +186,7 @@ def _job(root: str, arm: Arm, budget: Budget, seed: int) -> dict:
         with open(root / "log.txt", "a") as f:
             log = lambda m: print(m, file=f, flush=True)
             train.run_finetune(fs, fdir, resume=state is not None, log=log)
-    metrics = json.loads(metrics_file.read_text())
+    metrics = read_json_object(metrics_file)
     result.update(accuracy=metrics["eval_accuracy"], train_accuracy=metrics["train_accuracy"],
                   finetune_dir=str(fdir.relative_to(root.parent)),
                   finetune_seconds=metrics.get("seconds_last_session"),

@@ -301,14 +301,15 @@ def main_step_torch(settings, cfg, params=None):
     import transformers
 
     from . import optim
+    from .params import decays
     if params is None:
         params = main_step_ours(settings, cfg)[0].state_dict()
     model = transformers.VideoMAEForPreTraining(transformers.VideoMAEConfig(**cfg.to_dict())).train()
     model.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in params.items()}, strict=True)
     named = list(model.named_parameters())
     opt = torch.optim.AdamW(
-        [{"params": [p for n, p in named if optim.decays(n)], "weight_decay": settings.weight_decay},
-         {"params": [p for n, p in named if not optim.decays(n)], "weight_decay": 0.0}],
+        [{"params": [p for n, p in named if decays(n)], "weight_decay": settings.weight_decay},
+         {"params": [p for n, p in named if not decays(n)], "weight_decay": 0.0}],
         lr=settings.lr, betas=settings.betas, eps=optim.ADAM_EPS)
     schedule = settings.schedule()
     count = [0]

@@ -10,6 +10,10 @@ What we write is one unit: model.safetensors and config.json carry the same rand
 written under a lock on the folder, weights first, each to a unique temp name then renamed; a
 folder holding the files of two different saves is refused on reading. What we read stays inside
 the folder the user named: shard names from an index may not climb out of it.
+
+The models' checkpoint methods delegate here too (the policy at the end of this file): which tensors
+of a checkpoint a model takes (``checked_tensors``, ``load_pretrained``), what is refused and what
+is only warned about, and what ``save_pretrained`` writes.
 """
 
 from __future__ import annotations
@@ -25,8 +29,9 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
 
-from .config import CONFIG_NAME, SAVE_ID_KEY
+from .config import CONFIG_NAME, SAVE_ID_KEY, VideoMAEConfig
 from .fileio import atomic_write, atomic_write_text, read_json_object
+from .params import BASE_PREFIX, HEAD_KEYS
 
 try:
     import fcntl
@@ -330,3 +335,96 @@ def rename_legacy_keys(sd: dict) -> dict:
             k = k[: -len("v_bias")] + "value.bias"
         out[k] = v
     return out
+
+
+# ------------------------------------------------------------------------------------------------
+# The models' loading policy (VideoMAEPreTrainedModel.load_state_dict / from_pretrained /
+# save_pretrained delegate here). Key names and shapes come from params.py.
+# ------------------------------------------------------------------------------------------------
+def adapt_prefix(sd: dict, prefix: str) -> dict:
+    """Map a checkpoint's keys to a class's scheme (encoder keys with or without 'videomae.');
+    prefix: where that class keeps its encoder ('' for the bare encoder, BASE_PREFIX otherwise)."""
+    has_prefixed = any(k.startswith(BASE_PREFIX) for k in sd)
+    if prefix and not has_prefixed:         # base-model checkpoint into a head model
+        return {(k if k.startswith(HEAD_KEYS) else BASE_PREFIX + k): v for k, v in sd.items()}
+    if not prefix and has_prefixed:         # head checkpoint into the base model
+        return {(k[len(BASE_PREFIX):] if k.startswith(BASE_PREFIX) else k): v for k, v in sd.items()}
+    return sd
+
+
+def checked_tensors(owner: str, shapes: dict, state_dict: dict, dtype, strict: bool):
+    """The tensors of ``state_dict`` that a model with these ``shapes`` takes, as fresh arrays of
+    ``dtype``, with the keys it lacks and those it does not know: (tensors, missing, unexpected).
+    Legacy q_bias/v_bias names are accepted; ``owner`` (the class name) heads the strict error.
+
+    strict: every expected key must be present and no other key may be. Shapes and float dtypes
+    are always checked."""
+    sd = rename_legacy_keys(state_dict)
+    missing = sorted(set(shapes) - set(sd))
+    unexpected = sorted(set(sd) - set(shapes))
+    if strict and (missing or unexpected):
+        raise KeyError(f"{owner}.load_state_dict: missing keys {missing[:10]}"
+                       f"{'...' if len(missing) > 10 else ''}, unexpected keys {unexpected[:10]}"
+                       f"{'...' if len(unexpected) > 10 else ''}")
+    new = {}
+    for k, shape in shapes.items():
+        if k not in sd:
+            continue
+        a = np.asarray(sd[k])
+        if tuple(a.shape) != tuple(shape):
+            raise CheckpointError(f"{k}: expected shape {tuple(shape)} from the config, found "
+                                  f"{tuple(a.shape)}")
+        if not np.issubdtype(a.dtype, np.floating):
+            raise CheckpointError(f"{k}: expected a float tensor, found dtype {a.dtype}")
+        new[k] = np.array(a, dtype=dtype, copy=True)
+    return new, missing, unexpected
+
+
+def load_pretrained(cls, directory, dtype, config: VideoMAEConfig | None = None):
+    """A ``cls`` model (one of the three classes) from a folder written by ``save_pretrained``.
+
+    Like transformers, the encoder of any VideoMAE checkpoint loads into any of the three classes:
+    head tensors of another class are ignored, this class's missing head tensors are freshly
+    initialised (with a warning), unless the checkpoint was saved by this very class. A missing
+    encoder tensor, or a tensor that belongs to no VideoMAE model, is an error. The model's
+    ``loading_info`` lists the missing and unexpected keys."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{directory} is not a directory (expected one written by save_pretrained)")
+    config = config or VideoMAEConfig.from_pretrained(directory)
+    sd = rename_legacy_keys(read_weights(directory))
+    model = cls(config, seed=0, dtype=dtype)
+    sd = adapt_prefix(sd, model.prefix)
+    shapes = model._shapes()
+    missing = sorted(set(shapes) - set(sd))
+    unexpected = sorted(set(sd) - set(shapes))
+    foreign = [k for k in unexpected if k.startswith(HEAD_KEYS)]
+    stray = [k for k in unexpected if k not in foreign]
+    if stray:
+        raise CheckpointError(f"{directory}: tensors that belong to no VideoMAE model: {stray[:10]}")
+    enc_missing = [k for k in missing if not k.startswith(HEAD_KEYS)]
+    if enc_missing:
+        raise CheckpointError(f"{directory}: encoder tensors missing from the checkpoint: "
+                              f"{enc_missing[:10]}{'...' if len(enc_missing) > 10 else ''}")
+    same_class = (config.architectures or [None])[0] == cls.__name__
+    if missing and same_class:
+        raise CheckpointError(f"{directory}: a {cls.__name__} checkpoint without {missing[:10]}")
+    if missing:
+        # stacklevel 3: the warning names the line that called cls.from_pretrained
+        warnings.warn(f"{cls.__name__}: {len(missing)} head tensors are not in the checkpoint and "
+                      f"were newly initialised: {missing[:6]}{'...' if len(missing) > 6 else ''}",
+                      stacklevel=3)
+    model.load_state_dict({k: sd[k] for k in shapes if k in sd}, strict=False)
+    model.loading_info = {"missing_keys": missing, "unexpected_keys": unexpected}
+    return model
+
+
+def save_pretrained(model, directory):
+    """Write a model's config.json + model.safetensors, which transformers loads with no missing
+    keys: the config names the model's class (``architectures``) and dtype."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    cfg = model.config.to_dict()
+    cfg["architectures"] = [type(model).__name__]
+    cfg["dtype"] = np.dtype(model.dtype).name
+    write_pretrained(directory, model.params, cfg)   # both files, tied by one save id

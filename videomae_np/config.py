@@ -332,6 +332,3 @@ def _label_map(id2label) -> dict:
         out[i] = v
     return out
 
-
-# kept for modules that imported the old private helper
-_atomic_write_text = atomic_write_text

@@ -20,8 +20,6 @@ functions, each a ``*_forward`` / ``*_backward`` pair with a named cache; the cl
 from __future__ import annotations
 
 import functools
-import warnings
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -30,29 +28,20 @@ from . import checkpoint as ckpt
 from . import kernels
 from .config import VideoMAEConfig
 from .masking import visible_and_masked_indices
-from .optim import is_norm
-from .ops.attention import stacked_base
 from .ops.dropout import Drop, drop_path_rates
 from .ops.block import block_backward, block_forward, block_param_names
 from .ops.layernorm import LayerNormCache, layernorm_backward, layernorm_forward
 from .ops.linear import LinearCache, linear_backward, linear_forward
 from .ops.losses import CLASSIFICATION_LOSSES, RECONSTRUCTION_LOSSES
-from .ops.patch_embed import PatchEmbedCache, patch_embed_backward, patch_embed_forward, tubelets
+from .ops.patch_embed import PatchEmbedCache, patch_embed_backward, patch_embed_forward
 from .outputs import BaseModelOutput, ImageClassifierOutput, VideoMAEForPreTrainingOutput
+from .params import (BASE_PREFIX, PATCH_B, PATCH_W, base_shapes, classification_shapes, init_params,
+                     layer_key, pretraining_shapes, stack_qkv)
+from .pixels import pixel_targets
 from .positions import sinusoid_table
 
-# transformers.utils.constants: ImageNet statistics used to un-normalise pixels for the target
-IMAGENET_DEFAULT_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_DEFAULT_STD = (0.229, 0.224, 0.225)
 HEAD_NORM_EPS = 1e-5       # decoder.norm and fc_norm are nn.LayerNorm with torch's default eps
-NORM_PIX_EPS = 1e-6        # added to the per-patch std of the norm-pix target
 DTYPES = (np.float32, np.float64)
-
-PATCH_W = "embeddings.patch_embeddings.projection.weight"
-PATCH_B = "embeddings.patch_embeddings.projection.bias"
-BASE_PREFIX = "videomae."
-# key prefixes of the heads; a checkpoint of one head loads into another without them
-HEAD_KEYS = ("mask_token", "encoder_to_decoder.", "decoder.", "fc_norm.", "classifier.")
 
 
 def _one_blas_thread(method):
@@ -63,10 +52,6 @@ def _one_blas_thread(method):
         with kernels.one_blas_thread():
             return method(*args, **kwargs)
     return wrapped
-
-
-def _layer_key(prefix, i, name):
-    return f"{prefix}encoder.layer.{i}.{name}"
 
 
 # A tape (videomae_np/tape.py) is a recorder ``tape(name, array)`` handed every intermediate under
@@ -137,73 +122,6 @@ def _head_mask(head_mask, num_layers, num_heads, dtype):
 
 
 # ------------------------------------------------------------------------------------------------
-# parameter initialisation (transformers' _init_weights: N(0, initializer_range) for linear and conv
-# weights, zero biases, LayerNorm weight 1 / bias 0; the mask token starts at zero)
-# ------------------------------------------------------------------------------------------------
-def _encoder_shapes(cfg: VideoMAEConfig, prefix: str) -> dict:
-    D, I, t, p, C = cfg.hidden_size, cfg.intermediate_size, cfg.tubelet_size, cfg.patch_size, cfg.num_channels
-    shapes = {prefix + PATCH_W: (D, C, t, p, p), prefix + PATCH_B: (D,)}
-    for i in range(cfg.num_hidden_layers):
-        shapes.update(_block_shapes(f"{prefix}encoder.layer.{i}.", D, I, cfg.qv_bias))
-    if not cfg.use_mean_pooling:
-        shapes[prefix + "layernorm.weight"] = (D,)
-        shapes[prefix + "layernorm.bias"] = (D,)
-    return shapes
-
-
-def _block_shapes(prefix, D, I, qv_bias):
-    out = {}
-    for name in block_param_names(qv_bias):
-        if name.startswith("attention."):
-            shape = (D, D) if name.endswith("weight") else (D,)
-        elif name.startswith("intermediate."):
-            shape = (I, D) if name.endswith("weight") else (I,)
-        elif name.startswith("output."):
-            shape = (D, I) if name.endswith("weight") else (D,)
-        else:
-            shape = (D,)
-        out[prefix + name] = shape
-    return out
-
-
-def _init_params(shapes: dict, cfg, seed, dtype) -> dict:
-    rng = np.random.default_rng(seed)
-    std = cfg.initializer_range or 0.02
-    params = {}
-    for name, shape in shapes.items():
-        leaf = name.rsplit(".", 1)[-1]
-        norm = is_norm(name)
-        if name == "mask_token" or leaf == "bias":
-            a = np.zeros(shape)
-        elif norm:
-            a = np.ones(shape)
-        else:
-            a = rng.normal(0.0, std, size=shape)
-        params[name] = a.astype(dtype)
-    return _stack_qkv(params)
-
-
-_QKV = ("query.weight", "key.weight", "value.weight")
-
-
-def _stack_qkv(params: dict) -> dict:
-    """Make each layer's query, key and value weights the consecutive thirds of one (3C, C) array,
-    in place. Attention multiplies by the stacked weight (ops/attention._qkv_weights), which then
-    is that array itself instead of a 7 MB concatenation per ViT-B layer in forward and another
-    in backward (33 ms of a 1.6 s pretraining step). The optimizer updates the views in place, so
-    they stay stacked; anything that rebinds a weight just gets the concatenation again."""
-    for name in [n for n in params if n.endswith("attention.attention." + _QKV[0])]:
-        stem = name[: -len(_QKV[0])]
-        parts = [params.get(stem + leaf) for leaf in _QKV]
-        if any(a is None or a.shape != parts[0].shape for a in parts) or stacked_base(*parts) is not None:
-            continue             # nothing to stack, or stacked already (left as they are)
-        stacked = np.concatenate(parts)
-        for i, leaf in enumerate(_QKV):
-            params[stem + leaf] = stacked[i * len(parts[0]):(i + 1) * len(parts[0])]
-    return params
-
-
-# ------------------------------------------------------------------------------------------------
 # the phases of the method, each a forward/backward pair (MAE's forward_encoder, forward_decoder,
 # forward_loss). Each forward returns its outputs and a named cache; each backward reads that cache,
 # fills the parameter gradients it owns into ``grads`` and returns the gradient of its input.
@@ -241,7 +159,7 @@ def encoder_forward(P, prefix, cfg, pos, x, mask, head_masks, drops=None, *, kee
     hidden, attns, caches = [h], [], []
     names = block_param_names(cfg.qv_bias)
     for i in range(cfg.num_hidden_layers):
-        p = {n: P[_layer_key(prefix, i, n)] for n in names}
+        p = {n: P[layer_key(prefix, i, n)] for n in names}
         h, probs, c = block_forward(h, p, cfg.num_attention_heads, cfg.layer_norm_eps, cfg.hidden_act,
                                     head_masks[i], drops[i] if drops else None, keep_probs=keep_probs,
                                     tape=_sub(tape, f"{prefix}encoder.layer.{i}."))
@@ -272,7 +190,7 @@ def encoder_backward(dh, cache, prefix, cfg, grads, *, need_dx=False, tape=None)
     for i in reversed(range(len(cache.blocks))):
         dh, g, _ = block_backward(dh, cache.blocks[i], tape=_sub(tape, f"{prefix}encoder.layer.{i}."))
         for n, v in g.items():
-            grads[_layer_key(prefix, i, n)] = v
+            grads[layer_key(prefix, i, n)] = v
     if tape is not None:
         tape(prefix + "embeddings", dh)
     # the position table is a constant: its gradient is dropped
@@ -360,38 +278,6 @@ def reconstruction_loss_forward(x, logits, msk_idx, cfg, loss_fn):
 
 def reconstruction_loss_backward(cache, dloss=1.0):   # -> d(logits) (B, Nm, P)
     return RECONSTRUCTION_LOSSES[cache.loss_fn][1](dloss, cache.loss)
-
-
-def pixel_targets(x, cfg, token_idx=None):
-    """(B, T, C, H, W) model-dtype pixels -> (B, N, t*p*p*C) pretraining targets (see targets()).
-
-    token_idx: (B, M) token positions to return (the masked ones in training), else all N.
-    """
-    dtype = x.dtype.type
-    C = cfg.num_channels
-    if C != 3 and not cfg.norm_pix_loss:
-        raise ValueError(f"norm_pix_loss=False needs RGB input to un-normalise, but num_channels={C}; "
-                         "set config.norm_pix_loss=True")
-    t, p = cfg.tubelet_size, cfg.patch_size
-    # (B, N, C, t*p*p): each token's pixels per channel (the Conv3d order), contiguous along the
-    # axis the statistics reduce over
-    tok = tubelets(x, t, p).reshape(x.shape[0], cfg.num_patches, C, t * p * p)
-    if token_idx is not None:
-        tok = tok[np.arange(tok.shape[0])[:, None], token_idx]
-    if C == 3:
-        # back to [0, 1] with the ImageNet statistics; torch.as_tensor of Python floats makes
-        # float32 constants, and we round the same way
-        mean = np.asarray(IMAGENET_DEFAULT_MEAN, np.float32).astype(dtype)[:, None]
-        std = np.asarray(IMAGENET_DEFAULT_STD, np.float32).astype(dtype)[:, None]
-        tok = tok * std + mean
-    if cfg.norm_pix_loss:
-        n = tok.shape[-1]
-        mu = tok.mean(axis=-1, keepdims=True)
-        tok = tok - mu
-        sd = np.sqrt(np.einsum("...i,...i->...", tok, tok)[..., None] / dtype(n - 1))   # unbiased
-        tok /= sd + dtype(NORM_PIX_EPS)
-    # channel last inside a token: (B, M, t*p*p, C) flattened
-    return np.ascontiguousarray(tok.transpose(0, 1, 3, 2)).reshape(tok.shape[0], tok.shape[1], -1)
 
 
 class ClassifierCache(NamedTuple):
@@ -511,7 +397,7 @@ class VideoMAEPreTrainedModel:
         self.training = False
         self.drop_path_rate = 0.0
         self.rng = np.random.default_rng(seed)  # draws dropout masks when training without an rng
-        self.params = _init_params(self._shapes(), config, seed, dtype)
+        self.params = init_params(self._shapes(), config, seed, dtype)
         self._pos = sinusoid_table(config.num_patches, config.hidden_size, dtype)
 
     # --- training mode: dropout (config probabilities) and drop path -------------------------------
@@ -556,27 +442,10 @@ class VideoMAEPreTrainedModel:
         keep their current values and unknown keys are reported. Shapes are always checked.
         Returns (missing, unexpected).
         """
-        sd = ckpt.rename_legacy_keys(state_dict)
-        shapes = self._shapes()
-        missing = sorted(set(shapes) - set(sd))
-        unexpected = sorted(set(sd) - set(shapes))
-        if strict and (missing or unexpected):
-            raise KeyError(f"{type(self).__name__}.load_state_dict: missing keys {missing[:10]}"
-                           f"{'...' if len(missing) > 10 else ''}, unexpected keys {unexpected[:10]}"
-                           f"{'...' if len(unexpected) > 10 else ''}")
-        new = {}
-        for k, shape in shapes.items():
-            if k not in sd:
-                continue
-            a = np.asarray(sd[k])
-            if tuple(a.shape) != tuple(shape):
-                raise ckpt.CheckpointError(f"{k}: expected shape {tuple(shape)} from the config, found "
-                                           f"{tuple(a.shape)}")
-            if not np.issubdtype(a.dtype, np.floating):
-                raise ckpt.CheckpointError(f"{k}: expected a float tensor, found dtype {a.dtype}")
-            new[k] = np.array(a, dtype=self.dtype, copy=True)
+        new, missing, unexpected = ckpt.checked_tensors(type(self).__name__, self._shapes(), state_dict,
+                                                        self.dtype, strict)
         self.params.update(new)
-        _stack_qkv(self.params)
+        stack_qkv(self.params)
         return missing, unexpected
 
     def num_parameters(self) -> int:
@@ -597,52 +466,11 @@ class VideoMAEPreTrainedModel:
         classes: head tensors of another class are ignored, this class's missing head tensors are
         freshly initialised (with a warning). A missing encoder tensor is an error.
         """
-        directory = Path(directory)
-        if not directory.is_dir():
-            raise FileNotFoundError(f"{directory} is not a directory (expected one written by save_pretrained)")
-        config = config or VideoMAEConfig.from_pretrained(directory)
-        sd = ckpt.rename_legacy_keys(ckpt.read_weights(directory))
-        model = cls(config, seed=0, dtype=dtype)
-        sd = model._adapt_prefix(sd)
-        shapes = model._shapes()
-        missing = sorted(set(shapes) - set(sd))
-        unexpected = sorted(set(sd) - set(shapes))
-        foreign = [k for k in unexpected if k.startswith(HEAD_KEYS)]
-        stray = [k for k in unexpected if k not in foreign]
-        if stray:
-            raise ckpt.CheckpointError(f"{directory}: tensors that belong to no VideoMAE model: {stray[:10]}")
-        enc_missing = [k for k in missing if not k.startswith(HEAD_KEYS)]
-        if enc_missing:
-            raise ckpt.CheckpointError(f"{directory}: encoder tensors missing from the checkpoint: "
-                                       f"{enc_missing[:10]}{'...' if len(enc_missing) > 10 else ''}")
-        same_class = (config.architectures or [None])[0] == cls.__name__
-        if missing and same_class:
-            raise ckpt.CheckpointError(f"{directory}: a {cls.__name__} checkpoint without {missing[:10]}")
-        if missing:
-            warnings.warn(f"{cls.__name__}: {len(missing)} head tensors are not in the checkpoint and "
-                          f"were newly initialised: {missing[:6]}{'...' if len(missing) > 6 else ''}",
-                          stacklevel=2)
-        model.load_state_dict({k: sd[k] for k in shapes if k in sd}, strict=False)
-        model.loading_info = {"missing_keys": missing, "unexpected_keys": unexpected}
-        return model
-
-    def _adapt_prefix(self, sd: dict) -> dict:
-        """Map a checkpoint's keys to this class's scheme (encoder keys with or without 'videomae.')."""
-        has_prefixed = any(k.startswith(BASE_PREFIX) for k in sd)
-        if self.prefix and not has_prefixed:         # base-model checkpoint into a head model
-            return {(k if k.startswith(HEAD_KEYS) else BASE_PREFIX + k): v for k, v in sd.items()}
-        if not self.prefix and has_prefixed:         # head checkpoint into the base model
-            return {(k[len(BASE_PREFIX):] if k.startswith(BASE_PREFIX) else k): v for k, v in sd.items()}
-        return sd
+        return ckpt.load_pretrained(cls, directory, dtype, config)
 
     def save_pretrained(self, directory):
         """Write config.json + model.safetensors that transformers loads with no missing keys."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        cfg = self.config.to_dict()
-        cfg["architectures"] = [type(self).__name__]
-        cfg["dtype"] = np.dtype(self.dtype).name
-        ckpt.write_pretrained(directory, self.params, cfg)   # both files, tied by one save id
+        ckpt.save_pretrained(self, directory)
 
     # --- shared pieces of forward ---------------------------------------------------------------
     def _encode(self, pixel_values, bool_masked_pos, head_mask, rng=None, *, keep_hidden, keep_probs,
@@ -673,7 +501,7 @@ class VideoMAEModel(VideoMAEPreTrainedModel):
     prefix = ""
 
     def _shapes(self):
-        return _encoder_shapes(self.config, "")
+        return base_shapes(self.config)
 
     @_one_blas_thread
     def forward(self, pixel_values, bool_masked_pos=None, output_hidden_states=False,
@@ -722,26 +550,14 @@ class VideoMAEForPreTraining(VideoMAEPreTrainedModel):
         self._dec_pos = sinusoid_table(config.num_patches, config.decoder_hidden_size, dtype)
 
     def _shapes(self):
-        cfg = self.config
-        Dd = cfg.decoder_hidden_size
-        shapes = {"mask_token": (1, 1, Dd)}
-        shapes.update(_encoder_shapes(cfg, BASE_PREFIX))
-        shapes["encoder_to_decoder.weight"] = (Dd, cfg.hidden_size)
-        for i in range(cfg.decoder_num_hidden_layers):
-            shapes.update(_block_shapes(f"decoder.decoder_layers.{i}.", Dd, cfg.decoder_intermediate_size,
-                                        cfg.qv_bias))
-        shapes["decoder.norm.weight"] = (Dd,)
-        shapes["decoder.norm.bias"] = (Dd,)
-        shapes["decoder.head.weight"] = (cfg.pixels_per_token, Dd)
-        shapes["decoder.head.bias"] = (cfg.pixels_per_token,)
-        return shapes
+        return pretraining_shapes(self.config)
 
     def targets(self, pixel_values):
         """The reconstruction target of every token: (B, N, P), P = t*p*p*C channel-last.
 
         RGB input is first un-normalised with the ImageNet statistics (whatever the processor
         used, as transformers does); with norm_pix_loss each token is standardised per channel
-        over its t*p*p pixels with the unbiased std.
+        over its t*p*p pixels with the unbiased std (pixels.pixel_targets).
         """
         cfg = self.config
         x = _check_pixels(cfg, pixel_values, self.dtype)
@@ -800,16 +616,7 @@ class VideoMAEForVideoClassification(VideoMAEPreTrainedModel):
     """Encoder + pooled linear classifier (mean over tokens + fc_norm, or token 0)."""
 
     def _shapes(self):
-        cfg = self.config
-        shapes = _encoder_shapes(cfg, BASE_PREFIX)
-        D = cfg.hidden_size
-        if cfg.use_mean_pooling:
-            shapes["fc_norm.weight"] = (D,)
-            shapes["fc_norm.bias"] = (D,)
-        if cfg.num_labels > 0:
-            shapes["classifier.weight"] = (cfg.num_labels, D)
-            shapes["classifier.bias"] = (cfg.num_labels,)
-        return shapes
+        return classification_shapes(self.config)
 
     @_one_blas_thread
     def forward(self, pixel_values, labels=None, output_hidden_states=False, output_attentions=False,

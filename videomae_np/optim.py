@@ -17,9 +17,10 @@ heads by 1, so the layers nearest the input move least.
 from __future__ import annotations
 
 import math
-import re
 
 import numpy as np
+
+from .params import decays, layer_id
 
 PRETRAIN_BETAS = (0.9, 0.95)      # MAE / VideoMAE pretraining
 FINETUNE_BETAS = (0.9, 0.999)     # VideoMAE fine-tuning (torch's default)
@@ -29,41 +30,9 @@ LAYER_DECAY = 0.75                # VideoMAE fine-tuning recipe (ViT-B)
 
 
 # ------------------------------------------------------------------------------------------------
-# parameter groups
+# parameter groups (which parameters decay and which layer each belongs to: params.py, the rule
+# the models' initialisation follows too)
 # ------------------------------------------------------------------------------------------------
-# A LayerNorm's parameters, by the name of the module that holds them: transformers' VideoMAE
-# names them layernorm, layernorm_before/after, norm (decoder.norm) and fc_norm; any module
-# whose name ends in "norm" or "_ln" counts. The one rule for both the initialisation
-# (models: weight 1, bias 0) and the weight decay (none), so the two can never disagree.
-_NORM_MODULE = re.compile(r"(?:^|\.)(?:\w*norm\w*|\w+_ln)\.(?:weight|bias)$")
-
-
-def is_norm(name: str) -> bool:
-    """Whether the parameter `name` (transformers key) belongs to a LayerNorm."""
-    return _NORM_MODULE.search(name) is not None
-
-
-def decays(name: str) -> bool:
-    """Whether weight decay applies to the parameter `name` (transformers key).
-
-    Biases, LayerNorm parameters (is_norm) and the mask token are exempt, as in MAE's
-    ``param_groups_weight_decay`` (which exempts every 1-D tensor).
-    """
-    if name.endswith(".bias") or name == "mask_token":
-        return False
-    return not is_norm(name)
-
-
-def layer_id(name: str, num_layers: int) -> int:
-    """0 for the patch embedding, i + 1 for encoder layer i, num_layers + 1 for everything else."""
-    key = name[len("videomae."):] if name.startswith("videomae.") else name
-    if key.startswith("embeddings."):
-        return 0
-    if key.startswith("encoder.layer."):
-        return int(key.split(".")[2]) + 1
-    return num_layers + 1
-
-
 def param_groups(names, weight_decay: float = 0.05, layer_decay: float | None = None,
                  num_layers: int | None = None) -> dict:
     """{name: (lr_scale, weight_decay)} for every parameter name.

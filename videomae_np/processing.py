@@ -43,17 +43,10 @@ from PIL import Image
 
 from . import kernels
 from .fileio import atomic_write_text, read_json_object
-from .kernels.gather import gather_tables_numba, gather_tables_numpy  # noqa: F401  (kept importable here)
+from .pixels import IMAGENET_STANDARD_MEAN, IMAGENET_STANDARD_STD   # the default pair (pixels.py)
 
 PROCESSOR_CONFIG_NAME = "preprocessor_config.json"
 PROCESSOR_TYPE = "VideoMAEImageProcessor"  # what transformers writes as "image_processor_type"
-
-# transformers.image_utils constants. VideoMAE's processor defaults to the "standard" pair; the
-# released VideoMAE checkpoints ship preprocessor configs with the "default" (ImageNet) pair.
-IMAGENET_STANDARD_MEAN = (0.5, 0.5, 0.5)
-IMAGENET_STANDARD_STD = (0.5, 0.5, 0.5)
-IMAGENET_DEFAULT_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_DEFAULT_STD = (0.229, 0.224, 0.225)
 
 DEFAULT_SIZE = {"shortest_edge": 224}
 DEFAULT_CROP_SIZE = {"height": 224, "width": 224}

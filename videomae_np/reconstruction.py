@@ -9,7 +9,7 @@ console. Without norm_pix_loss the prediction is already in pixel space and noth
 ``reconstruct_video`` draws the picture of any video file by a pretrained run's model
 (``videomae-np reconstruct``).
 
-Pixel spaces involved, per channel:
+Pixel spaces involved, per channel (pixels.py holds their statistics and conversions):
     display  d in [0, 1]                         what the picture shows
     input    x = (d - proc_mean) / proc_std       the processor's pixel_values (mean = std = 0.5)
     target   y = x * imagenet_std + imagenet_mean the space of the loss (transformers' choice)
@@ -26,12 +26,12 @@ import numpy as np
 from . import runs
 from .fileio import atomic_write
 from .masking import visible_and_masked_indices
-from .models import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, NORM_PIX_EPS, VideoMAEForPreTraining
+from .models import VideoMAEForPreTraining
 from .ops.patchify import patchify, unpatchify
+from .pixels import PROCESSOR_MEAN, PROCESSOR_STD, denormalise, norm_pix_inverse, target_statistics
 from .randomness import MASK_STREAM, step_rng
 from .settings import PretrainSettings, check_mask_ratio
 
-PROCESSOR_MEAN = PROCESSOR_STD = 0.5   # IMAGENET_STANDARD, the processor default
 MASK_GREY = 0.5                        # colour of the hidden patches in the "masked input" row
 FRAME_PIXELS = 96                      # small frames are enlarged to about this width on screen
 GAP = 2                                # screen pixels between frames and between rows
@@ -40,14 +40,6 @@ TITLE_LINE = 12                        # height of one title line (Pillow's defa
 PICTURE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP",
                    ".tif": "TIFF", ".tiff": "TIFF"}
 JPEG_QUALITY = 95                      # Pillow's default 75 blurs the patch edges visibly
-
-
-def _target_stats(cfg):
-    C = cfg.num_channels
-    if C == 3:
-        return (np.asarray(IMAGENET_DEFAULT_MEAN, np.float32).astype(np.float64),
-                np.asarray(IMAGENET_DEFAULT_STD, np.float32).astype(np.float64))
-    return np.zeros(C), np.ones(C)      # other channel counts: the target is the input itself
 
 
 def reconstruct(model, pixel_values, bool_masked_pos):
@@ -66,7 +58,7 @@ def reconstruct(model, pixel_values, bool_masked_pos):
         logits = np.asarray(model(pixel_values, bool_masked_pos=bool_masked_pos).logits, np.float64)
     finally:
         model.train(was_training)
-    mean_t, std_t = _target_stats(cfg)
+    mean_t, std_t = target_statistics(C)
     y = x * std_t[None, None, :, None, None] + mean_t[None, None, :, None, None]   # target space
     patches = patchify(y, t, p).reshape(B, cfg.num_patches, t * p * p, C)          # (B, N, tpp, C)
     _, msk_idx = visible_and_masked_indices(bool_masked_pos)
@@ -74,9 +66,7 @@ def reconstruct(model, pixel_values, bool_masked_pos):
     if cfg.norm_pix_loss:
         # the true statistics of each hidden patch: information the model did not see
         true = np.take_along_axis(patches, msk_idx[:, :, None, None], axis=1)
-        mu = true.mean(axis=2, keepdims=True)
-        sd = np.sqrt(true.var(axis=2, ddof=1, keepdims=True))
-        pred = pred * (sd + NORM_PIX_EPS) + mu
+        pred = norm_pix_inverse(pred, true)
     hidden = np.asarray(bool_masked_pos, bool)
     filled = patches.copy()
     filled[hidden] = pred.reshape(-1, t * p * p, C)      # boolean order = ascending positions
@@ -85,11 +75,7 @@ def reconstruct(model, pixel_values, bool_masked_pos):
     masked = patchify(x, t, p).reshape(B, cfg.num_patches, t * p * p, C)
     masked[hidden] = (MASK_GREY - PROCESSOR_MEAN) / PROCESSOR_STD
     masked_x = unpatchify(masked.reshape(B, cfg.num_patches, -1), t, p, T, H, W, C)
-    return _display(recon_x), _display(masked_x)
-
-
-def _display(x):
-    return np.clip(x * PROCESSOR_STD + PROCESSOR_MEAN, 0.0, 1.0)
+    return denormalise(recon_x), denormalise(masked_x)
 
 
 def describe(config, mask_ratio=None) -> str:
@@ -176,7 +162,7 @@ def save_picture(path, model, pixel_values, bool_masked_pos, mask_ratio=None, no
     fmt = picture_format(path)
     recon, masked = reconstruct(model, pixel_values, bool_masked_pos)
     text = describe(model.config, mask_ratio)
-    image = picture(_display(np.asarray(pixel_values, np.float64)), masked, recon,
+    image = picture(denormalise(pixel_values), masked, recon,
                     f"{note}{' | ' if note else ''}{text}")
     path.parent.mkdir(parents=True, exist_ok=True)
     options = {"quality": JPEG_QUALITY} if fmt == "JPEG" else {}

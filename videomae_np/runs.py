@@ -237,7 +237,7 @@ def run_folder(out, resume):
 
 def _lock_holder(path):
     try:
-        info = json.loads(path.read_text())
+        info = read_json_object(path)
         return (f"pid {info['pid']} on {info['host']}, {info['command']} started {info['started']}")
     except (OSError, ValueError, KeyError, TypeError):
         return "holder unknown"

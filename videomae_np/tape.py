@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from . import checkpoint as ckpt
-from .fileio import atomic_write
+from .fileio import atomic_write, read_json_object
 from .models import (TAPE_GRAD, VideoMAEForPreTraining, VideoMAEForVideoClassification,
                      VideoMAEModel)
 
@@ -430,10 +430,9 @@ def trace(args) -> dict:
         producer = f"transformers {transformers.__version__}"
     source = (f"tape {args.inputs}" if args.inputs is not None else
               f"random seed {args.random}" if args.random is not None else f"video {args.video}")
-    config_text = (directory / "config.json").read_text(encoding="utf-8")
     meta = {"producer": producer, "model_class": cls_name, "dtype": np.dtype(dtype).name,
             "grad": "true" if args.grad else "false", "inputs": source,
-            "config": json.dumps(json.loads(config_text), sort_keys=True)}
+            "config": json.dumps(read_json_object(directory / "config.json"), sort_keys=True)}
     if mask is not None:
         meta["mask"] = (f"tube, ratio {ratio}, seed {seed}" if ratio is not None else
                         f"from the tape {args.inputs}")

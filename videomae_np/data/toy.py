@@ -42,6 +42,12 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
+from .. import pixels
+
+# The clips' pixel convention is the processor's default (pixels.py); kept importable as toy.*,
+# which the notebooks and tests draw clips with.
+normalise, denormalise = pixels.normalise, pixels.denormalise
+
 # name -> (dx, dy, spin, zoom): unit velocity (y grows downwards as in an image), the sign of the
 # rotation (+1 clockwise on screen) and of the growth
 MOTIONS = {
@@ -59,7 +65,6 @@ SHAPES = ("disk", "square", "diamond")
 MOVING = ("objects", "scene")
 SCENE_WAVES = 6            # gratings in a moving scene's texture
 SCENE_CYCLES = 4           # their frequencies: -4..4 whole cycles across the frame (periods >= 8 px)
-PROCESSOR_MEAN = PROCESSOR_STD = 0.5       # IMAGENET_STANDARD, the VideoMAE image processor's default
 
 
 @dataclass(frozen=True)
@@ -109,16 +114,6 @@ class ToySpec:
     @classmethod
     def field_names(cls):
         return tuple(f.name for f in fields(cls))
-
-
-def normalise(frames):
-    """[0, 1] frames -> the processor's pixel_values convention (mean = std = 0.5)."""
-    return ((frames - PROCESSOR_MEAN) / PROCESSOR_STD).astype(np.float32)
-
-
-def denormalise(pixel_values):
-    """The inverse of :func:`normalise`, clipped to [0, 1] for display."""
-    return np.clip(np.asarray(pixel_values, np.float64) * PROCESSOR_STD + PROCESSOR_MEAN, 0.0, 1.0)
 
 
 @dataclass
