@@ -391,19 +391,19 @@ def _finetune(settings, out, resume, explicit, log, callback, data=None):
         out_, grads = model.value_and_grad(x, labels=y, rng=step_rng(settings.seed, k, DROPOUT_STREAM))
         return out_, (_head_only(grads) if settings.linear_probe else grads)
 
-    run = _Run("finetune", out, settings, model, grad_fn, batches.annotate(log, "finetune step"), callback)
-    if settings.linear_probe:
-        _freeze_encoder(run)
-    if resume:
-        run.resume()
-    else:
-        start = f"the encoder of {settings.init}" if settings.init else "scratch"
-        # (the toy clips' line has never named the linear probe; kept as it was)
-        probe = " (linear probe)" if settings.linear_probe and settings.data else ""
-        log(f"fine-tuning {model!r} from {start}{probe} on {data.describe(cfg)} for "
-            f"{settings.steps} steps -> {out}")
-    t0 = time.perf_counter()
-    try:
+    try:                                   # the loader's workers end however this ends
+        run = _Run("finetune", out, settings, model, grad_fn, batches.annotate(log, "finetune step"), callback)
+        if settings.linear_probe:
+            _freeze_encoder(run)
+        if resume:
+            run.resume()
+        else:
+            start = f"the encoder of {settings.init}" if settings.init else "scratch"
+            # (the toy clips' line has never named the linear probe; kept as it was)
+            probe = " (linear probe)" if settings.linear_probe and settings.data else ""
+            log(f"fine-tuning {model!r} from {start}{probe} on {data.describe(cfg)} for "
+                f"{settings.steps} steps -> {out}")
+        t0 = time.perf_counter()
         run.fit()
     finally:
         batches.close()
