@@ -100,3 +100,17 @@ def test_a_study_with_numeric_and_named_arms_draws_curves_beside_bars(tmp_path):
         one, [{"arm": a.name, "seed": 0, "accuracy": 0.5} for a in one.arms]), meta)
     wide, narrow = mpimg.imread(tmp_path / "data.png"), mpimg.imread(tmp_path / "ratio.png")
     assert wide.shape[1] == 2 * narrow.shape[1]          # two panels: the labelled-set curves, the named arms
+
+
+def test_the_data_study_table_gives_paired_gaps_per_size_beside_the_papers_table_2():
+    study = ablate.STUDIES["data"]
+    acc = {"pretrained": {128: (0.5, 0.6), 4096: (0.8, 0.9)}, "scratch": {128: (0.3, 0.2), 4096: (0.3, 0.5)}}
+    records = [{"arm": f"{kind}, {n} labelled", "seed": s, "accuracy": a}
+               for kind, by_n in acc.items() for n, seeds in by_n.items() for s, a in enumerate(seeds)]
+    lines = ablate._paired_gaps(study, ablate.summarise(study, records))
+    text = "\n".join(lines)
+    assert "| 128 | +30.0 ± 14.1 | +20.0, +40.0 |" in text       # (50-30, 60-20): seeds paired
+    assert "| 4096 | +45.0 ± 7.1 | +50.0, +40.0 |" in text
+    assert "HMDB51 (3,500 videos) 18.0 → 62.6 (+44.6)" in text
+    assert "opposite of the paper's trend" in text           # ours grows with the labelled set
+    assert ablate._paired_gaps(ablate.STUDIES["masking"], []) == []
