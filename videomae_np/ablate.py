@@ -368,6 +368,10 @@ def _curves(ax, study: Study, rs):
         ax2.legend(loc="lower right", fontsize=8)
     if study.name == "data":
         ax.set_xscale("log", base=2)
+        xs = sorted({r["x"] for r in rs})
+        ax.set_xticks(xs)
+        ax.set_xticklabels([f"{int(x)}" for x in xs])
+        ax.minorticks_off()
     ax.set_xlabel(study.xlabel)
 
 
