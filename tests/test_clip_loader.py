@@ -225,6 +225,14 @@ def test_bad_worker_counts_are_one_line(monkeypatch):
         C.check_workers(-1)
 
 
+def test_a_bad_worker_count_stops_finetune_before_its_run_folder_exists(data, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(C.WORKERS_ENV, "two")
+    out = tmp_path / "ft"
+    assert cli.main(["finetune", "--data", str(data), "--out", str(out), "--steps", "2"]) != 0
+    assert f"{C.WORKERS_ENV}: expected a number of worker processes" in capsys.readouterr().err
+    assert not out.exists()
+
+
 # ------------------------------------------------------------------------------------------------
 # frame counts from metadata; reads past a wrong count
 # ------------------------------------------------------------------------------------------------

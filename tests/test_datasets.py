@@ -74,5 +74,10 @@ def test_video_folder_pretraining_draws_from_every_video_and_pictures_the_first(
     DATASETS["videos"].check_pretrain(s, cfg)          # any model: the processor sizes the frames
     clips = DATASETS["videos"].pretraining(s, cfg)
     assert clips.at(0).shape == (4, 4, 3, 16, 16)
-    np.testing.assert_array_equal(clips.at(2), clips.at(2))
-    assert len(clips.picture(4)) == 3
+    again = DATASETS["videos"].pretraining(s, cfg)                 # a fresh opening: the same batches
+    np.testing.assert_array_equal(clips.at(2), again.at(2))
+    assert not np.array_equal(clips.at(2), clips.at(3))
+    pictured = clips.picture(4)
+    assert len(pictured) == 3                                       # one clip of each video, no more
+    drawn = np.concatenate([clips.at(k) for k in range(12)])        # 48 draws from 3 videos
+    assert all(any(np.array_equal(d, p) for d in drawn) for p in pictured)

@@ -325,9 +325,9 @@ def write_markdown(path: Path, study: Study, rows, meta) -> str:
              f"labelled clips (unless the arm says otherwise), held-out accuracy on "
              f"{meta['budget']['eval_clips']} clips, chance {100 / meta['classes']:.0f}%; "
              f"seeds {meta['seeds']}; commit {meta['commit']}; this invocation took "
-             f"{meta['wall_s'] / 60:.1f} min of wall time; its runs, some perhaps made by an earlier "
-             f"invocation or another study, took {meta['compute_min']:.0f} min when made "
-             f"({meta['jobs']} jobs at a time)"
+             f"{meta['wall_s'] / 60:.1f} min of wall time ({meta['jobs']} jobs at a time); its runs, some "
+             f"perhaps made by an earlier invocation or another study, took {meta['compute_min']:.0f} min "
+             f"when made (a resumed run counts its last session only)"
              f"{' (--quick: a first look, not a result)' if meta['quick'] else ''}.",
              f"Paper: {study.source}; ViT-B, 800 epochs on SSv2.", "",
              "| arm | held-out accuracy % (mean ± std) | per seed | reconstruction loss | paper (SSv2 top-1 %) |",

@@ -96,7 +96,7 @@ class _ToyLabelled:
     def start(self, cfg, out, resume):
         spec = self.settings.spec()
         if (cfg.num_frames, cfg.image_hw) != (spec.frames, (spec.size,) * 2):
-            raise ValueError(f"the model expects {cfg.num_frames} frames of {cfg.image_hw}, the toy clips "
+            raise ValueError(f"the model expects {cfg.num_frames} frames of {cfg.image_hw[0]}x{cfg.image_hw[1]}, the toy clips "
                              f"have {spec.frames} of {spec.size}x{spec.size}")
 
     def batch(self, step):
@@ -151,6 +151,8 @@ class _VideoLabelled:
         self.labels = dict(num_labels=len(classes), id2label=dict(enumerate(classes)),
                            label2id={c: i for i, c in enumerate(classes)})
         self.cfg = self.proc = None
+        from .data.clips import check_workers
+        self.workers = check_workers(None)   # a bad VIDEOMAE_NP_WORKERS stops before the run folder exists
 
     def start(self, cfg, out, resume):
         """Refuse a resumed run of other classes; take the image processor of the run (or of
@@ -182,7 +184,7 @@ class _VideoLabelled:
         return ClipLoader(loader_spec(self.train, self.proc, cfg.num_frames, s.stride, s.flip),
                           lambda k: train_task(k, finetune_order(s.seed, k, s.batch_size, len(self.train)),
                                                (s.seed, k, DATA_STREAM)),
-                          start=start, log=log)
+                          start=start, stop=s.steps, workers=self.workers, log=log)
 
     def describe(self, cfg):
         s = self.settings

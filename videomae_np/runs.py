@@ -141,11 +141,6 @@ def restore(out, model, opt):
     return opt.step_count, save_id
 
 
-def load_checkpoint(out, model, opt):
-    """Restore parameters and AdamW state from trainer_state.npz; returns the step."""
-    return restore(out, model, opt)[0]
-
-
 def read_step(out):
     """The step a run folder was saved at (0 when it holds no readable state)."""
     try:

@@ -335,7 +335,7 @@ def clamp_note(path, expected, stats: ReadStats) -> str | None:
     """The line that says a read was clamped (None if it was not)."""
     if not stats.clamped:
         return None
-    return (f"note: {path} holds {stats.frames} frames, not the {expected} its metadata gave; "
+    return (f"note: {path} holds {stats.frames} frames, not the {expected} counted when it was opened; "
             f"frames past the end were taken as its last frame")
 
 

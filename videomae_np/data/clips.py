@@ -255,6 +255,7 @@ class ClipLoader:
         procs, self._procs = self._procs, []
         if not procs:
             return
+        procs = [p for p in procs if p.pid is not None]     # a worker that failed to start has nothing to reap
         self._tasks.cancel_join_thread()
         for p in procs:
             if p.is_alive():
