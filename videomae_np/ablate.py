@@ -120,9 +120,11 @@ STUDIES = {s.name: s for s in (
          Arm("L1, norm-pix", dict(TUBE75, loss="l1"), paper=69.1),
          Arm("smooth L1, norm-pix", dict(TUBE75, loss="smooth_l1"), paper=68.9),
          Arm("MSE, raw pixels", dict(TUBE75, loss="mse", model=dict(norm_pix_loss=False)))),
-        "on the toy a patch is either flat-ish background texture or a few object pixels; "
-        "which target carries more motion signal depends on the texture contrast, and the paper "
-        "reports differences of at most 0.7 points, below our seed-to-seed spread."),
+        "L1 fits the median of what a hidden patch may hold, MSE its mean. Where a masked "
+        "patch may or may not hold a moving shape, the median is often 'no shape' (the "
+        "background), the mean a faint shape where it is likely to be, which carries the motion; "
+        "the paper's real patches rarely pose that either-or, and its losses differ by at most "
+        "0.7 points, below our seed-to-seed spread."),
     Study(
         "data", "Data efficiency and pretraining data",
         "Table 2 (scratch vs VideoMAE), Table 1e / section 4.4 (data quality over quantity)",
