@@ -114,3 +114,13 @@ def test_the_data_study_table_gives_paired_gaps_per_size_beside_the_papers_table
     assert "HMDB51 (3,500 videos) 18.0 → 62.6 (+44.6)" in text
     assert "opposite of the paper's trend" in text           # ours grows with the labelled set
     assert ablate._paired_gaps(ablate.STUDIES["masking"], []) == []
+
+
+def test_the_decoder_studys_default_depth_is_the_default_run():
+    from videomae_np.settings import TOY_MODEL
+    assert ablate.TOY_DECODER_BLOCKS == TOY_MODEL["decoder_num_hidden_layers"]
+    budget = ablate.full_budget()
+    default = ablate._pretrain_settings(ablate.STUDIES["masking"].arms[1], budget, 0)     # tube 75%
+    arms = {a.x: a for a in ablate.STUDIES["decoder"].arms}
+    assert ablate._pretrain_settings(arms[ablate.TOY_DECODER_BLOCKS], budget, 0) == default
+    assert ablate._pretrain_settings(arms[4], budget, 0).model_config().decoder_num_hidden_layers == 4
