@@ -117,8 +117,6 @@ def test_the_data_study_table_gives_paired_gaps_per_size_beside_the_papers_table
 
 
 def test_the_decoder_studys_default_depth_is_the_default_run():
-    from videomae_np.settings import TOY_MODEL
-    assert ablate.TOY_DECODER_BLOCKS == TOY_MODEL["decoder_num_hidden_layers"]
     budget = ablate.full_budget()
     default = ablate._pretrain_settings(ablate.STUDIES["masking"].arms[1], budget, 0)     # tube 75%
     arms = {a.x: a for a in ablate.STUDIES["decoder"].arms}

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from .fileio import atomic_write, atomic_write_text, read_json_object
+from .settings import TOY_MODEL
 
 
 # ------------------------------------------------------------------------------------------------
@@ -79,7 +80,7 @@ QUICK = Budget(pretrain_steps=120, finetune_steps=60, train_clips=128, eval_clip
 PAPER_TABLE2 = {"HMDB51": (3_500, 18.0, 62.6), "UCF101": (9_500, 51.4, 91.3),
                 "SSv2": (169_000, 32.6, 69.6), "K400": (240_000, 68.8, 80.0)}
 
-TOY_DECODER_BLOCKS = 1                              # settings.TOY_MODEL["decoder_num_hidden_layers"]
+TOY_DECODER_BLOCKS = TOY_MODEL["decoder_num_hidden_layers"]   # the toy model's decoder depth
 TUBE90 = dict(mask_type="tube", mask_ratio=0.9)    # the paper's default (Table 1)
 TUBE75 = dict(mask_type="tube", mask_ratio=0.75)   # the paper's small-data recipe; ours by default
 
