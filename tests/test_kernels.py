@@ -314,23 +314,53 @@ def test_model_without_the_jit_gives_the_same_numbers(tmp_path):
     _assert_same_step(nojit, jit)
 
 
-def test_either_blas_gives_the_same_numbers_from_one_numba_cache(tmp_path):
-    """gemm calls NumPy's bundled OpenBLAS (64-bit integers) when the process has it, else scipy's
-    (32-bit integers; VIDEOMAE_NP_BLAS=scipy forces it). Kernels compiled under the first and
-    loaded from the same Numba cache under the second must give the same numbers."""
+def test_every_blas_gives_the_same_numbers_from_one_numba_cache(tmp_path):
+    """gemm calls NumPy's bundled OpenBLAS (64-bit integers) when the process has it, MKL's ILP64
+    gemm when asked (VIDEOMAE_NP_BLAS=mkl, with the mkl wheel installed), else scipy's (32-bit
+    integers; VIDEOMAE_NP_BLAS=scipy forces it). Kernels compiled under the first and loaded from
+    the same Numba cache under the others must give the same numbers."""
     import json
+
+    from videomae_np.kernels.blas import mkl_library
     tail = ("from videomae_np.kernels import attention, blas, linear\n"
             "hits = sum(sum(f.stats.cache_hits.values()) for f in (linear._lin_fwd_part, linear._lin_bwd_part,"
             " attention._attn_fwd_part, attention._attn_bwd_part))\n"
             "print(json.dumps([blas.BLAS, hits]))\n")
     cache = str(tmp_path / "numba_cache")
     runs, names, hits = {}, {}, {}
-    for choice in ("", "scipy"):
-        runs[choice], out = _step_in_subprocess(tmp_path / f"blas_{choice or 'default'}.npz",
+    choices = ("openblas", "scipy") + (("mkl",) if mkl_library() else ())
+    for choice in choices:
+        runs[choice], out = _step_in_subprocess(tmp_path / f"blas_{choice}.npz",
                                                 {"VIDEOMAE_NP_BLAS": choice, "NUMBA_CACHE_DIR": cache}, tail)
         names[choice], hits[choice] = json.loads(out.strip().splitlines()[-1])
-    if names[""] != "numpy's OpenBLAS":
-        pytest.skip(f"this NumPy has no bundled scipy-openblas ({names['']} by default)")
+    if names["openblas"] != "numpy's OpenBLAS":
+        pytest.skip(f"this NumPy has no bundled scipy-openblas ({names['openblas']} when asked)")
     assert names["scipy"] == "scipy's BLAS"
-    assert hits[""] == 0 and hits["scipy"] == 4      # the gemm callers came from the first run's cache
-    _assert_same_step(runs["scipy"], runs[""])
+    assert hits["openblas"] == 0
+    for choice in choices[1:]:               # the gemm callers came from the first run's cache
+        assert hits[choice] == 4, (choice, hits)
+        _assert_same_step(runs[choice], runs["openblas"])
+    if "mkl" in choices:
+        assert names["mkl"].startswith("MKL ")
+
+
+@pytest.mark.parametrize("asked, vendor, mkl, openblas, want", [
+    ("", "GenuineIntel", True, True, "mkl"),          # Intel with the mkl wheel: MKL
+    ("auto", "GenuineIntel", False, True, "openblas"),  # without it: NumPy's OpenBLAS
+    ("auto", "AuthenticAMD", True, True, "openblas"),  # AMD: OpenBLAS even with MKL installed
+    ("MKL", "AuthenticAMD", True, True, "mkl"),        # asked for: MKL on any CPU
+    ("openblas", "GenuineIntel", True, True, "openblas"),
+    ("scipy", "GenuineIntel", True, True, "scipy"),
+    ("auto", None, False, False, "scipy"),
+])
+def test_blas_choice(asked, vendor, mkl, openblas, want):
+    from videomae_np.kernels.blas import choose
+    assert choose(asked, vendor, mkl, openblas) == want
+
+
+def test_blas_choice_bad_value_and_missing_mkl():
+    from videomae_np.kernels.blas import choose
+    with pytest.raises(ValueError, match="VIDEOMAE_NP_BLAS: expected one of auto, mkl, openblas, scipy, found 'atlas'"):
+        choose("atlas", "GenuineIntel", True, True)
+    with pytest.warns(UserWarning, match="the `mkl` wheel is not installed"):
+        assert choose("mkl", "GenuineIntel", False, True) == "openblas"

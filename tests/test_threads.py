@@ -67,3 +67,32 @@ def test_kernels_work_in_a_forked_child_after_the_parent_used_its_threads():
     assert p.exitcode == 0
     assert counts == [1, 1] and n_threads == 2
     np.testing.assert_array_equal(got, np.arange(12.0).reshape(3, 4) @ np.ones((4, 5)))
+
+
+def test_small_work_runs_on_the_calling_thread_and_large_work_is_split(monkeypatch):
+    """threads_for: one part (no hand-off to a worker) below the per-part minimum, as many as
+    the work fills up to the thread count, never more than the kernel's pieces."""
+    from videomae_np.kernels import threads
+    monkeypatch.setattr(threads, "num_threads", lambda: 4)
+    per = threads.MIN_FLOPS_PER_PART
+    assert threads.threads_for(per - 1, per) == 1
+    assert threads.threads_for(0, per) == 1
+    assert threads.threads_for(2 * per, per) == 2
+    assert threads.threads_for(100 * per, per) == 4
+    assert threads.threads_for(100 * per, per, pieces=3) == 3
+
+
+@pytest.mark.parametrize("rows, want", [(2, 1), (4096, 2)])
+def test_linear_asks_for_parts_by_its_work(monkeypatch, rows, want):
+    """The linear kernel's split follows its flops: a (2, 64) x (64, 64)^T product runs on the
+    calling thread; a (4096, 64) x (256, 64)^T one (134 MFLOP) on both threads."""
+    from videomae_np.kernels import linear, threads
+    monkeypatch.setattr(threads, "num_threads", lambda: 2)
+    seen = []
+    real = linear.run_parts
+    monkeypatch.setattr(linear, "run_parts", lambda fn, T, *a: (seen.append(T), real(fn, T, *a)))
+    x = np.ones((rows, 64), np.float32)
+    w = np.ones((256 if rows > 2 else 64, 64), np.float32)
+    y = linear.linear_fwd_numba(x, w)
+    assert seen == [want]
+    np.testing.assert_allclose(y, x @ w.T)

@@ -15,7 +15,7 @@ from numba import njit
 from scipy.special import erf as _erf
 
 from .fastmath import fexp_as, ferf_as, fsigmoid, ftanh, like
-from .threads import num_threads, part, run_parts
+from .threads import MIN_ITEMS_PER_PART, part, run_parts, threads_for
 
 ACT_CODES = {"gelu": 0, "gelu_new": 1, "gelu_pytorch_tanh": 1, "relu": 2, "silu": 3, "swish": 3,
              "quick_gelu": 4}
@@ -170,14 +170,14 @@ def bias_act_fwd_numba(x, b, kind):
     """-> (pre, y); without a bias pre is x itself (the MLP's fc1 already added it in its matmul)."""
     y = np.empty_like(x)
     if b is None:
-        run_parts(_bias_act_part, num_threads(), x, np.empty(0, x.dtype), kind, np.empty((0, 0), x.dtype), y)
+        run_parts(_bias_act_part, threads_for(x.size, MIN_ITEMS_PER_PART), x, np.empty(0, x.dtype), kind, np.empty((0, 0), x.dtype), y)
         return x, y
     pre = np.empty_like(x)
-    run_parts(_bias_act_part, num_threads(), x, b, kind, pre, y)
+    run_parts(_bias_act_part, threads_for(x.size, MIN_ITEMS_PER_PART), x, b, kind, pre, y)
     return pre, y
 
 
 def act_bwd_numba(dy, pre, kind):
     dx = np.empty_like(pre)
-    run_parts(_act_bwd_part, num_threads(), dy, pre, kind, dx)
+    run_parts(_act_bwd_part, threads_for(dy.size, MIN_ITEMS_PER_PART), dy, pre, kind, dx)
     return dx

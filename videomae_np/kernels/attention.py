@@ -28,7 +28,7 @@ from numba import njit
 from .blas import c_contiguous, gemm, one_blas_thread
 from .fastmath import FASTMATH_FLAGS, fexp_nonpos_as, fmax
 from .softmax import softmax_bwd_numpy
-from .threads import num_threads, part, run_parts
+from .threads import MIN_FLOPS_PER_PART, part, run_parts, threads_for
 
 
 # ---- NumPy reference --------------------------------------------------------------------------
@@ -155,7 +155,8 @@ def attention_fwd_numba(qkv, B, h, scale, keep_probs=False):
     ctx = np.empty((R, C3 // 3), qkv.dtype)
     lse = np.empty((B * h, N), np.float64)
     with one_blas_thread():
-        run_parts(_attn_fwd_part, min(num_threads(), B * h), qkv, B, h, scale, keep_probs, p, ctx, lse)
+        T = threads_for(4.0 * R * N * (C3 // 3), MIN_FLOPS_PER_PART, B * h)   # QK^T and PV
+        run_parts(_attn_fwd_part, T, qkv, B, h, scale, keep_probs, p, ctx, lse)
     return (p if keep_probs else None), ctx, lse
 
 
@@ -208,5 +209,7 @@ def attention_bwd_numba(dctx, qkv, ctx, lse, B, h, scale):
     dctx, qkv, ctx, lse = c_contiguous(dctx, qkv, ctx, lse)
     dqkv = np.empty_like(qkv)
     with one_blas_thread():
-        run_parts(_attn_bwd_part, min(num_threads(), B * h), dctx, qkv, ctx, lse, B, h, scale, dqkv)
+        R, C3 = qkv.shape
+        T = threads_for(10.0 * R * (R // B) * (C3 // 3), MIN_FLOPS_PER_PART, B * h)  # 5 products
+        run_parts(_attn_bwd_part, T, dctx, qkv, ctx, lse, B, h, scale, dqkv)
     return dqkv

@@ -10,14 +10,20 @@ another pass over memory. Calling the gemm directly lets the kernels read q, k a
 projection wrote them, write each head's context straight into its columns, and start a linear
 layer's output from its bias (+ residual) with beta = 1.
 
-The routine is the gemm of the OpenBLAS that NumPy's wheel bundles (scipy-openblas64) when this
-process has it, else scipy's BLAS (scipy.linalg.cython_blas, the one Numba's np.dot uses); set
-VIDEOMAE_NP_BLAS=scipy to take scipy's anyway. NumPy's was the newer OpenBLAS here (0.3.31 against
-scipy's 0.3.30) and faster where it matters: a (392 x 1568) @ (1568 x 64) attention product ran
-at 89 GFLOP/s on one core against 68, and a ViT-B pretraining step took 1408-1433 ms against
-1490-1541. Its address is registered with LLVM under a fixed symbol name, so compiled kernels
+Which library's gemm (VIDEOMAE_NP_BLAS=auto|mkl|openblas|scipy, read at import; choose()):
+- auto, on an Intel CPU with the `mkl` wheel installed (``pip install videomae-np[mkl]``): MKL's
+  ILP64 gemm on its sequential layer. On Sapphire Rapids, 2 threads, torch's MKL ran the models'
+  gemms at 416 and 394 GFLOP/s where NumPy's OpenBLAS (SkylakeX kernels) ran 310 and 293
+  (512x192x768, 128x64x1568), and that gap was most of the 14-28% by which we trailed torch.
+- otherwise the OpenBLAS that NumPy's wheel bundles (scipy-openblas64), else scipy's BLAS
+  (scipy.linalg.cython_blas, the one Numba's np.dot uses). NumPy's was the newer OpenBLAS here
+  (0.3.31 against scipy's 0.3.30) and faster where it matters: a (392 x 1568) @ (1568 x 64)
+  attention product ran at 89 GFLOP/s on one core against 68, and a ViT-B pretraining step took
+  1408-1433 ms against 1490-1541. On the project's AMD machines OpenBLAS beat MKL
+  (docs/performance.md), so MKL is never the automatic choice there.
+Its address is registered with LLVM under a fixed symbol name, so compiled kernels
 refer to the name, not the address, and stay cacheable across processes -- and across a change
-of library: NumPy's takes 64-bit integers, scipy's 32-bit ones, and the integers are passed as
+of library: NumPy's and MKL's ILP64 entry points take 64-bit integers, scipy's 32-bit ones, and the integers are passed as
 64-bit values, whose first four bytes are the 32-bit value on a little-endian machine (on a
 big-endian one only scipy's is used, with 32-bit integers). A row-major matrix is the column-major
 matrix of its transpose, so c = op(a) op(b) is computed as c^T = op(b)^T op(a)^T: the same
@@ -51,7 +57,7 @@ _INT = np.int64 if sys.byteorder == "little" else np.int32   # see the docstring
 
 def _numpy_openblas():
     """{name: address} of sgemm and dgemm in NumPy's bundled OpenBLAS, or None."""
-    if _INT is not np.int64 or os.environ.get("VIDEOMAE_NP_BLAS", "").strip().lower() == "scipy":
+    if _INT is not np.int64:
         return None
     try:
         from threadpoolctl import threadpool_info
@@ -65,10 +71,92 @@ def _numpy_openblas():
     return None
 
 
-_ADDRESSES = _numpy_openblas()
-BLAS = "numpy's OpenBLAS" if _ADDRESSES else "scipy's BLAS"
-if _ADDRESSES is None:
-    _ADDRESSES = {n: get_cython_function_address("scipy.linalg.cython_blas", n) for n in _SYMBOLS}
+_MKL_SEQUENTIAL = 1                      # MKL_THREADING_SEQUENTIAL of mkl_service.h
+
+
+def mkl_library():
+    """The path of libmkl_rt from the `mkl` wheel installed in this environment, or None. Only
+    this environment's own lib folder is searched (where the wheel puts it): nothing is loaded
+    from a path the user did not install into."""
+    import glob
+    for prefix in dict.fromkeys((sys.prefix, sys.base_prefix)):
+        found = sorted(glob.glob(os.path.join(prefix, "lib", "libmkl_rt.so.*")))
+        if found:
+            return found[-1]
+    return None
+
+
+def _mkl():
+    """({name: address} of MKL's ILP64 sgemm/dgemm, version) from the `mkl` wheel, set to its
+    sequential layer (each kernel thread runs its own gemm), or None."""
+    path = mkl_library() if _INT is np.int64 else None
+    if path is None:
+        return None
+    try:
+        lib = ctypes.CDLL(path)
+        lib.MKL_Set_Threading_Layer.argtypes = [ctypes.c_int]
+        lib.MKL_Set_Threading_Layer(_MKL_SEQUENTIAL)   # before any other call into MKL
+        buf = ctypes.create_string_buffer(256)
+        lib.mkl_get_version_string(buf, len(buf))
+        version = buf.value.decode(errors="replace").split("Version")[-1].split("-")[0].strip()
+        return ({n: ctypes.cast(getattr(lib, f"{n}_64"), ctypes.c_void_p).value for n in _SYMBOLS},
+                version)
+    except (OSError, AttributeError):
+        return None
+
+
+def _cpu_vendor():
+    try:
+        from .._openblas_core import cpu_vendor_and_flags
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            return cpu_vendor_and_flags(f.read())[0]
+    except OSError:
+        return None
+
+
+CHOICES = ("auto", "mkl", "openblas", "scipy")
+
+
+def choose(asked, vendor, have_mkl, have_openblas):
+    """Which BLAS the kernels call: "mkl", "openblas" (NumPy's) or "scipy".
+
+    auto: MKL on Intel CPUs when the `mkl` wheel is installed (MKL's gemm beat OpenBLAS's there
+    on the shapes of these models: docs/performance.md), else NumPy's OpenBLAS (faster than MKL
+    on the project's AMD machines), else scipy's. An explicit choice that is not available falls
+    back the same way, with a warning."""
+    asked = (asked or "").strip().lower() or "auto"
+    if asked not in CHOICES:
+        raise ValueError(f"VIDEOMAE_NP_BLAS: expected one of {', '.join(CHOICES)}, found {asked!r}")
+    if asked == "scipy":
+        return "scipy"
+    if asked == "mkl" and have_mkl:
+        return "mkl"
+    if asked == "auto" and have_mkl and vendor == "GenuineIntel":
+        return "mkl"
+    if asked == "mkl":
+        import warnings
+        warnings.warn("VIDEOMAE_NP_BLAS=mkl: the `mkl` wheel is not installed in this environment "
+                      "(pip install mkl); using " + ("NumPy's OpenBLAS" if have_openblas else "scipy's BLAS"),
+                      stacklevel=2)
+    return "openblas" if have_openblas else "scipy"
+
+
+def _select():
+    asked = os.environ.get("VIDEOMAE_NP_BLAS", "").strip().lower() or "auto"
+    vendor = _cpu_vendor()
+    want_mkl = asked == "mkl" or (asked == "auto" and vendor == "GenuineIntel")
+    mkl = _mkl() if want_mkl else None               # loaded only where it may be used
+    openblas = _numpy_openblas() if asked != "scipy" else None
+    which = choose(asked, vendor, mkl is not None, openblas is not None)
+    if which == "mkl":
+        return mkl[0], f"MKL {mkl[1]} (sequential, the mkl wheel)"
+    if which == "openblas":
+        return openblas, "numpy's OpenBLAS"
+    return ({n: get_cython_function_address("scipy.linalg.cython_blas", n) for n in _SYMBOLS},
+            "scipy's BLAS")
+
+
+_ADDRESSES, BLAS = _select()
 for _name, _sym in _SYMBOLS.items():
     ll.add_symbol(_sym, _ADDRESSES[_name])
 # Fortran calling convention: every argument by pointer (transa, transb, m, n, k, alpha, a, lda,

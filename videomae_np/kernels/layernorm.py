@@ -10,7 +10,7 @@ import numpy as np
 from numba import njit
 
 from .fastmath import FASTMATH_FLAGS
-from .threads import num_threads, part, run_parts
+from .threads import MIN_ITEMS_PER_PART, part, run_parts, threads_for
 
 # Rows per partial-sum chunk in the parallel dw/db reduction.
 _CHUNK = 256
@@ -60,7 +60,7 @@ def layernorm_fwd_numba(x, w, b, eps):
     y = np.empty_like(x)
     mean = np.empty(R, x.dtype)
     rstd = np.empty(R, x.dtype)
-    run_parts(_ln_fwd_part, num_threads(), x, w, b, eps, y, mean, rstd)
+    run_parts(_ln_fwd_part, threads_for(x.size, MIN_ITEMS_PER_PART), x, w, b, eps, y, mean, rstd)
     return y, mean, rstd
 
 
@@ -100,5 +100,5 @@ def layernorm_bwd_numba(dy, x, w, mean, rstd):
     dx = np.empty_like(x)
     dw_part = np.zeros((nchunk, C), np.float64)
     db_part = np.zeros((nchunk, C), np.float64)
-    run_parts(_ln_bwd_part, min(num_threads(), nchunk), dy, x, w, mean, rstd, dx, dw_part, db_part, _CHUNK)
+    run_parts(_ln_bwd_part, threads_for(x.size, MIN_ITEMS_PER_PART, nchunk), dy, x, w, mean, rstd, dx, dw_part, db_part, _CHUNK)
     return dx, dw_part.sum(axis=0).astype(x.dtype), db_part.sum(axis=0).astype(x.dtype)

@@ -27,7 +27,7 @@ import numpy as np
 from numba import njit
 
 from .blas import c_contiguous, gemm, one_blas_thread
-from .threads import num_threads, part, run_parts
+from .threads import MIN_FLOPS_PER_PART, part, run_parts, threads_for
 
 _NONE1 = {np.dtype(np.float32): np.empty(0, np.float32), np.dtype(np.float64): np.empty(0, np.float64)}
 _NONE2 = {k: v.reshape(0, 0) for k, v in _NONE1.items()}
@@ -115,7 +115,8 @@ def linear_fwd_numba(x, w, b=None, res=None):
     x, w, b, res = c_contiguous(x, w, b, res)
     y = np.empty((x.shape[0], w.shape[0]), x.dtype)
     with one_blas_thread():
-        run_parts(_lin_fwd_part, num_threads(), x, w, _NONE1[x.dtype] if b is None else b,
+        T = threads_for(2.0 * x.shape[0] * w.shape[0] * w.shape[1], MIN_FLOPS_PER_PART)
+        run_parts(_lin_fwd_part, T, x, w, _NONE1[x.dtype] if b is None else b,
                   _NONE2[x.dtype] if res is None else res, y)
     return y
 
@@ -126,5 +127,6 @@ def linear_bwd_numba(dy, x, w, need_dx=True, need_db=True):
     dw = np.empty(w.shape, dy.dtype)
     db = np.empty(w.shape[0], dy.dtype) if need_db else _NONE1[dy.dtype]
     with one_blas_thread():
-        run_parts(_lin_bwd_part, num_threads(), dy, x, w, dx, dw, db, need_dx, need_db)
+        T = threads_for((4.0 if need_dx else 2.0) * dy.shape[0] * w.shape[0] * w.shape[1], MIN_FLOPS_PER_PART)
+        run_parts(_lin_bwd_part, T, dy, x, w, dx, dw, db, need_dx, need_db)
     return (dx if need_dx else None), dw, (db if need_db else None)

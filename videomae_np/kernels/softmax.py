@@ -10,7 +10,7 @@ import numpy as np
 from numba import njit
 
 from .fastmath import FASTMATH_FLAGS, fexp_as
-from .threads import num_threads, part, run_parts
+from .threads import MIN_ITEMS_PER_PART, part, run_parts, threads_for
 
 
 # ---- NumPy reference --------------------------------------------------------------------------
@@ -50,7 +50,7 @@ def _sm_fwd_part(s, scale, p, t, T):
 
 def softmax_fwd_numba(s, scale):
     p = np.empty_like(s)
-    run_parts(_sm_fwd_part, min(num_threads(), s.shape[0]), s, scale, p)
+    run_parts(_sm_fwd_part, threads_for(s.size, MIN_ITEMS_PER_PART, s.shape[0]), s, scale, p)
     return p
 
 
@@ -74,5 +74,5 @@ def _sm_bwd_part(dp, p, scale, ds, t, T):
 
 def softmax_bwd_numba(dp, p, scale):
     ds = np.empty_like(p)
-    run_parts(_sm_bwd_part, min(num_threads(), p.shape[0]), dp, p, scale, ds)
+    run_parts(_sm_bwd_part, threads_for(p.size, MIN_ITEMS_PER_PART, p.shape[0]), dp, p, scale, ds)
     return ds

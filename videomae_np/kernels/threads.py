@@ -12,8 +12,9 @@ backward). A call through these threads costs a few microseconds more than throu
 
 The threads wait on a queue rather than spin, so a descheduled or busy core costs no more than
 its own part's time. T is at most Numba's thread count (``numba.set_num_threads``) at the call
-(:func:`num_threads`); a kernel with fewer pieces of work than that (heads, row chunks) asks for
-fewer parts, and each part finds its block of the work with :func:`part`.
+(:func:`num_threads`); a kernel with fewer pieces of work than that (heads, row chunks), or too
+little work to pay for the hand-off, asks for fewer parts (:func:`threads_for`), and each part
+finds its block of the work with :func:`part`.
 """
 
 import os
@@ -78,6 +79,21 @@ def _wait(done, seq):
 def num_threads():
     """How many parts a kernel called now is split into (at most)."""
     return get_num_threads()
+
+
+# The least work worth a part of its own. A run_parts call split into T > 1 parts costs about
+# 15 us more than the same call on the calling thread alone (queue hand-off, wake-up, waiting for
+# the slowest part), so a kernel is split only where each part gets work well above that:
+MIN_FLOPS_PER_PART = 4_000_000     # gemm-bound kernels (linear, attention): ~40 us at 100 GFLOP/s
+MIN_ITEMS_PER_PART = 65_536        # memory-bound kernels (layernorm, activations, softmax): ~30 us
+
+
+def threads_for(work, per_part, pieces=None):
+    """How many parts a kernel of `work` (flops or elements, per `per_part`) is split into: at most
+    num_threads(), at most `pieces` (the kernel's units of work: heads, row chunks), and no more
+    than leaves each part `per_part` of it -- 1 (the calling thread alone) for small work."""
+    T = num_threads() if pieces is None else min(num_threads(), pieces)
+    return max(1, min(T, int(work // per_part)))
 
 
 def run_parts(fn, T, *args):
