@@ -364,3 +364,21 @@ def test_blas_choice_bad_value_and_missing_mkl():
         choose("atlas", "GenuineIntel", True, True)
     with pytest.warns(UserWarning, match="the `mkl` wheel is not installed"):
         assert choose("mkl", "GenuineIntel", False, True) == "openblas"
+
+
+@pytest.mark.parametrize("vendor, have_mkl, blas_in_use, env, says", [
+    ("GenuineIntel", False, "numpy's OpenBLAS", "", True),     # Intel, no mkl wheel: say how to get it
+    ("GenuineIntel", True, "MKL 2026.2 (sequential, the mkl wheel)", "", False),
+    ("GenuineIntel", False, "numpy's OpenBLAS", "openblas", False),   # chosen on purpose
+    ("AuthenticAMD", False, "numpy's OpenBLAS", "", False),   # OpenBLAS is the faster one there
+])
+def test_the_training_commands_name_a_missing_mkl_on_intel_only(monkeypatch, vendor, have_mkl, blas_in_use, env, says):
+    from videomae_np.kernels import blas
+    monkeypatch.setattr(blas, "_cpu_vendor", lambda: vendor)
+    monkeypatch.setattr(blas, "mkl_library", lambda: "/x/libmkl_rt.so.3" if have_mkl else None)
+    monkeypatch.setattr(blas, "BLAS", blas_in_use)
+    monkeypatch.setenv("VIDEOMAE_NP_BLAS", env)
+    line = blas.note()
+    assert (line is not None) == says
+    if says:
+        assert "pip install 'videomae_np[mkl]'" in line and "\n" not in line

@@ -310,8 +310,10 @@ def _run(args, train):
         set_threads(threads)
     if args.command in ("pretrain", "finetune", "ablate"):
         from ._openblas_core import note
-        if note():
-            print(note())
+        from .kernels.blas import note as blas_note
+        for line in (note(), blas_note()):
+            if line:
+                print(line)
     if args.command == "pretrain":
         train.run_pretrain(settings, args.out or "runs/pretrain", resume=args.resume,
                            explicit=explicit, log=_log)

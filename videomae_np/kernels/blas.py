@@ -157,6 +157,17 @@ def _select():
 
 
 _ADDRESSES, BLAS = _select()
+
+
+def note():
+    """One line when this Intel CPU runs the kernels on OpenBLAS only because the mkl wheel is
+    missing (for the training commands to print), else None."""
+    if BLAS.startswith("MKL") or os.environ.get("VIDEOMAE_NP_BLAS", "").strip().lower() not in ("", "auto"):
+        return None
+    if _cpu_vendor() != "GenuineIntel" or mkl_library() is not None:
+        return None
+    return ("note: on Intel CPUs MKL's gemm is expected to beat OpenBLAS's (docs/performance.md): "
+            "pip install 'videomae_np[mkl]' to use it")
 for _name, _sym in _SYMBOLS.items():
     ll.add_symbol(_sym, _ADDRESSES[_name])
 # Fortran calling convention: every argument by pointer (transa, transb, m, n, k, alpha, a, lda,
