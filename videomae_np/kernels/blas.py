@@ -21,13 +21,14 @@ Which library's gemm (VIDEOMAE_NP_BLAS=auto|mkl|openblas|scipy, read at import; 
   attention product ran at 89 GFLOP/s on one core against 68, and a ViT-B pretraining step took
   1408-1433 ms against 1490-1541. On the project's AMD machines OpenBLAS beat MKL
   (docs/performance.md), so MKL is never the automatic choice there.
-Its address is registered with LLVM under a fixed symbol name, so compiled kernels
+
+The chosen gemm's address is registered with LLVM under a fixed symbol name, so compiled kernels
 refer to the name, not the address, and stay cacheable across processes -- and across a change
-of library: NumPy's and MKL's ILP64 entry points take 64-bit integers, scipy's 32-bit ones, and the integers are passed as
-64-bit values, whose first four bytes are the 32-bit value on a little-endian machine (on a
-big-endian one only scipy's is used, with 32-bit integers). A row-major matrix is the column-major
-matrix of its transpose, so c = op(a) op(b) is computed as c^T = op(b)^T op(a)^T: the same
-transpose flags, the operands swapped.
+of library: NumPy's and MKL's ILP64 entry points take 64-bit integers, scipy's 32-bit ones, and
+the integers are passed as 64-bit values, whose first four bytes are the 32-bit value on a
+little-endian machine (on a big-endian one only scipy's is used, with 32-bit integers). A
+row-major matrix is the column-major matrix of its transpose, so c = op(a) op(b) is computed as
+c^T = op(b)^T op(a)^T: the same transpose flags, the operands swapped.
 
 Every caller runs several gemms at once from the kernel threads (threads.py), so BLAS itself must
 be single-threaded meanwhile (one_blas_thread, at the end of this file).
