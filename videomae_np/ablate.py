@@ -153,9 +153,11 @@ STUDIES = {s.name: s for s in (
            Arm("pretrained on still clips", dict(TUBE75, toy=dict(speed=(0.0, 0.0), spin=(0.0, 0.0),
                                                                   zoom=(0.0, 0.0))),
                series="pretraining set")),
-        "800 fine-tuning updates are 3 epochs of 4096 clips, too few for a from-scratch run to "
-        "leave chance, so the largest set's gap is large whatever the pretraining, and the trend "
-        "is better read from 128 to 1024 clips. There the pretraining budget decides it: after "
+        "800 fine-tuning updates are 3 epochs of 4096 clips and 12.5 of 1024: too few for the "
+        "from-scratch runs to leave chance (4096) or to do so in every seed (1024), so those gaps "
+        "are large whatever the pretraining, and the trend is better read from 128 to 512 clips, "
+        "where the from-scratch runs fit their training clips. The pretraining budget decides it "
+        "there: after "
         "6000 pretraining steps (results/data-6000steps.md) the pretrained start gained nothing or "
         "lost (-0.9 to -12.9 points) on 128-512 labelled clips, since a 4-layer ViT from scratch "
         "learns the toy's one global motion from a few hundred clips seen many times (25 epochs "
