@@ -199,10 +199,14 @@ def test_no_worker_outlives_its_parent(tmp_path, how):
             os.killpg(proc.pid, signal.SIGINT)
         else:
             proc.kill()
-        proc.wait(timeout=20)
+        try:          # communicate, not wait: a parent blocked on a full stderr pipe never exits
+            _, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+            pytest.fail(f"{how}: the parent did not exit within 30 s; its stderr:\n{err[-3000:]}")
         assert _gone(pids, seconds=10), how
         if how == "ctrl-c":
-            err = proc.stderr.read()
             assert err.count("KeyboardInterrupt") == 1, err     # the parent's only, no worker's
     finally:
         if proc.poll() is None:
