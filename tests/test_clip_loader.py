@@ -166,7 +166,10 @@ def test_workers_are_gone_after_an_exception_or_keyboard_interrupt(split):
 
 
 SCRIPT = textwrap.dedent("""
-    import sys, time
+    import signal, sys, time
+    # Ctrl-C as at a terminal, whatever this process inherited: a test runner started in the
+    # background of a non-interactive shell runs with SIGINT ignored, and so would this child
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from videomae_np.data import clips as C
     from videomae_np.processing import VideoMAEImageProcessor
     if __name__ == "__main__":
