@@ -69,7 +69,7 @@ class Study:
 
 # The studies' pretraining: half the default run's 12000 steps. A study pretrains 9-27 runs, each
 # 10-12 minutes at 12000 steps on one core, which would put one study at 1-3 hours on 2 cores. At
-# 6000 steps the default recipe's arm (tube 75%) reaches 78.6 +- 2.6% held-out, at 12000 100%
+# 6000 steps the default recipe's arm (tube 75%) reaches 78.6 +- 2.6% held-out, at 12000 99.9 +- 0.1%
 # (docs/toy_scale.md): the studies compare arms at a budget where the default has not yet saturated.
 # The data study is the exception: pretrained against scratch is the default commands' comparison,
 # so it gets the default run's pretraining (its 6000-step run: results/data-6000steps.md).
@@ -157,9 +157,8 @@ STUDIES = {s.name: s for s in (
         "from-scratch runs to leave chance (4096) or to do so in every seed (1024), so those gaps "
         "are large whatever the pretraining, and the trend is better read from 128 to 512 clips, "
         "where the from-scratch runs fit their training clips. The pretraining budget decides it "
-        "there: after "
-        "6000 pretraining steps (results/data-6000steps.md) the pretrained start gained nothing or "
-        "lost (-0.9 to -12.9 points) on 128-512 labelled clips, since a 4-layer ViT from scratch "
+        "there: after 6000 pretraining steps (results/data-6000steps.md) the pretrained start "
+        "gained nothing or lost (-0.9 to -12.9 points) on 128-512 labelled clips, since a 4-layer ViT from scratch "
         "learns the toy's one global motion from a few hundred clips seen many times (25 epochs "
         "of 512) and a half-trained encoder mostly made the fine-tuning steadier.",
         xlabel="labelled clips", pretrain_steps=PretrainSettings.steps),

@@ -121,9 +121,9 @@ CHOICES = ("auto", "mkl", "openblas", "scipy")
 def choose(asked, vendor, have_mkl, have_openblas):
     """Which BLAS the kernels call: "mkl", "openblas" (NumPy's) or "scipy".
 
-    auto: MKL on Intel CPUs when the `mkl` wheel is installed (MKL's gemm beat OpenBLAS's there
-    on the shapes of these models: docs/performance.md), else NumPy's OpenBLAS (faster than MKL
-    on the project's AMD machines), else scipy's. An explicit choice that is not available falls
+    auto: MKL on Intel CPUs when the `mkl` wheel is installed (on a Sapphire Rapids torch's MKL
+    ran these models' gemm shapes faster than NumPy's OpenBLAS: docs/performance.md), else
+    NumPy's OpenBLAS (faster than MKL on the project's AMD machines), else scipy's. An explicit choice that is not available falls
     back the same way, with a warning."""
     asked = (asked or "").strip().lower() or "auto"
     if asked not in CHOICES:
@@ -137,7 +137,7 @@ def choose(asked, vendor, have_mkl, have_openblas):
     if asked == "mkl":
         import warnings
         warnings.warn("VIDEOMAE_NP_BLAS=mkl: the `mkl` wheel is not installed in this environment "
-                      "(pip install mkl); using " + ("NumPy's OpenBLAS" if have_openblas else "scipy's BLAS"),
+                      "(pip install 'videomae_np[mkl]'); using " + ("NumPy's OpenBLAS" if have_openblas else "scipy's BLAS"),
                       stacklevel=2)
     return "openblas" if have_openblas else "scipy"
 
