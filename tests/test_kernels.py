@@ -374,10 +374,10 @@ def test_blas_choice_bad_value_and_missing_mkl():
 ])
 def test_the_training_commands_name_a_missing_mkl_on_intel_only(monkeypatch, vendor, have_mkl, blas_in_use, env, says):
     from videomae_np.kernels import blas
-    monkeypatch.setattr(blas, "_cpu_vendor", lambda: vendor)
+    monkeypatch.setattr(blas, "VENDOR", vendor)
     monkeypatch.setattr(blas, "mkl_library", lambda: "/x/libmkl_rt.so.3" if have_mkl else None)
     monkeypatch.setattr(blas, "BLAS", blas_in_use)
-    monkeypatch.setenv("VIDEOMAE_NP_BLAS", env)
+    monkeypatch.setattr(blas, "ASKED", blas._normalised(env))
     line = blas.note()
     assert (line is not None) == says
     if says:

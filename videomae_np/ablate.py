@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from .fileio import atomic_write, atomic_write_text, read_json_object
-from .settings import TOY_MODEL, PretrainSettings
+from .settings import TOY_MODEL, FinetuneSettings, PretrainSettings
 
 
 # ------------------------------------------------------------------------------------------------
@@ -79,9 +79,8 @@ STUDY_PRETRAIN_STEPS = 6000
 def full_budget(study: "Study | None" = None) -> Budget:
     """The budget of every arm of a study: the default commands' fine-tuning (steps, labelled and
     held-out clips) after the study's pretraining steps (STUDY_PRETRAIN_STEPS unless it says)."""
-    from .settings import FinetuneSettings
     f = FinetuneSettings()
-    steps = study.pretrain_steps if study is not None and study.pretrain_steps else STUDY_PRETRAIN_STEPS
+    steps = getattr(study, "pretrain_steps", None) or STUDY_PRETRAIN_STEPS
     return Budget(pretrain_steps=steps, finetune_steps=f.steps, train_clips=f.train_clips,
                   eval_clips=f.eval_clips)
 
@@ -173,13 +172,11 @@ def _digest(obj) -> str:
 
 
 def _pretrain_settings(arm: Arm, budget: Budget, seed: int):
-    from .settings import PretrainSettings
     over = dict(arm.pretrain)
     return PretrainSettings(steps=budget.pretrain_steps, seed=seed, log_every=10**9, save_every=500, **over)
 
 
 def _finetune_settings(arm: Arm, budget: Budget, seed: int, init):
-    from .settings import FinetuneSettings
     over = dict(dict(train_clips=budget.train_clips, eval_clips=budget.eval_clips), **arm.finetune)
     toy = (arm.pretrain or {}).get("toy", {})
     model = {k: v for k, v in (arm.pretrain or {}).get("model", {}).items()}

@@ -118,6 +118,10 @@ def _cpu_vendor():
 CHOICES = ("auto", "mkl", "openblas", "scipy")
 
 
+def _normalised(asked):
+    return (asked or "").strip().lower() or "auto"
+
+
 def choose(asked, vendor, have_mkl, have_openblas):
     """Which BLAS the kernels call: "mkl", "openblas" (NumPy's) or "scipy".
 
@@ -125,7 +129,7 @@ def choose(asked, vendor, have_mkl, have_openblas):
     ran these models' gemm shapes faster than NumPy's OpenBLAS: docs/performance.md), else
     NumPy's OpenBLAS (faster than MKL on the project's AMD machines), else scipy's. An explicit choice that is not available falls
     back the same way, with a warning."""
-    asked = (asked or "").strip().lower() or "auto"
+    asked = _normalised(asked)
     if asked not in CHOICES:
         raise ValueError(f"VIDEOMAE_NP_BLAS: expected one of {', '.join(CHOICES)}, found {asked!r}")
     if asked == "scipy":
@@ -142,9 +146,7 @@ def choose(asked, vendor, have_mkl, have_openblas):
     return "openblas" if have_openblas else "scipy"
 
 
-def _select():
-    asked = os.environ.get("VIDEOMAE_NP_BLAS", "").strip().lower() or "auto"
-    vendor = _cpu_vendor()
+def _select(asked, vendor):
     want_mkl = asked == "mkl" or (asked == "auto" and vendor == "GenuineIntel")
     mkl = _mkl() if want_mkl else None               # loaded only where it may be used
     openblas = _numpy_openblas() if asked != "scipy" else None
@@ -157,15 +159,15 @@ def _select():
             "scipy's BLAS")
 
 
-_ADDRESSES, BLAS = _select()
+ASKED = _normalised(os.environ.get("VIDEOMAE_NP_BLAS"))   # read once, at import
+VENDOR = _cpu_vendor()
+_ADDRESSES, BLAS = _select(ASKED, VENDOR)
 
 
 def note():
     """One line when this Intel CPU runs the kernels on OpenBLAS only because the mkl wheel is
     missing (for the training commands to print), else None."""
-    if BLAS.startswith("MKL") or os.environ.get("VIDEOMAE_NP_BLAS", "").strip().lower() not in ("", "auto"):
-        return None
-    if _cpu_vendor() != "GenuineIntel" or mkl_library() is not None:
+    if BLAS.startswith("MKL") or ASKED != "auto" or VENDOR != "GenuineIntel" or mkl_library() is not None:
         return None
     return ("note: on Intel CPUs MKL's gemm is expected to beat OpenBLAS's (docs/performance.md): "
             "pip install 'videomae_np[mkl]' to use it")
