@@ -98,12 +98,37 @@ def _gather_tables(draw, dtype):
     return x, _normal(draw, dtype, 256, c), np.full((t, c, h, w), np.nan, dtype)
 
 
+def _paint_shapes(draw, dtype):
+    """Toy-clip painting: a fixed camera (separable pixel grid) or a moving one (a position per
+    pixel), one canvas for all frames or one each, shapes anywhere (also off the torus), every
+    kind; out in the test's dtype."""
+    b, t, c, s, k = (draw(st.integers(1, n)) for n in (3, 3, 3, 9, 3))
+    rng = np.random.default_rng(draw(st.integers(0, 2**31)))
+    canvas = rng.uniform(0, 1, (b, draw(st.sampled_from((1, t))), c, s, s))
+    pix = np.arange(s) + 0.5
+    if draw(st.booleans()):
+        sx, sy = pix[None, None, None, :], pix[None, None, :, None]
+    else:
+        sx, sy = rng.uniform(-s, 2 * s, (2, b, t, s, s))
+    theta = rng.uniform(0, 2 * np.pi, (b, t, k))
+    pose = np.stack([*rng.uniform(-s, 2 * s, (2, b, t, k)), np.cos(theta), np.sin(theta),
+                     np.exp(rng.uniform(-0.5, 0.5, (b, t, k)))], axis=-1)
+    look = np.concatenate([rng.integers(0, 3, (b, k, 1)), rng.uniform(0.5, s / 2, (b, k, 1)),
+                           rng.uniform(-0.3, 0.3, (b, k, 2)), rng.uniform(0, 2 * np.pi, (b, k, 1)),
+                           rng.uniform(-1, 1, (b, k, 2))], axis=-1).astype(np.float64)
+    amps = np.array([draw(st.sampled_from((0.0, 0.4))), 0.3, 0.05, 0.5, 0.5])
+    return (canvas, np.ascontiguousarray(sx), np.ascontiguousarray(sy), rng.uniform(0.5, 2, (b, t)),
+            pose, look, rng.uniform(-1, 1, (b, k, 3, c)), rng.standard_normal((b, t, c, s, s)), amps,
+            np.full((b, t, c, s, s), np.nan, dtype))
+
+
 DRAW_ARGS = {"layernorm_fwd": _layernorm_fwd, "layernorm_bwd": _layernorm_bwd,
              "softmax_fwd": _softmax_fwd, "softmax_bwd": _softmax_bwd,
              "bias_act_fwd": _bias_act_fwd, "act_bwd": _act_bwd,
              "linear_fwd": _linear_fwd, "linear_bwd": _linear_bwd,
              "attention_fwd": _attention_fwd, "attention_bwd": _attention_bwd,
-             "gather_tables": _gather_tables}
+             "gather_tables": _gather_tables, "paint_shapes": _paint_shapes}
+OUT_ARG = {"gather_tables": 2, "paint_shapes": 9}      # kernels that write into an argument
 
 
 def _layernorm_bwd_scale(dy, x, w, mean, rstd):
@@ -154,7 +179,7 @@ def test_numba_kernel_equals_its_numpy_twin(op, dtype, data):
     scale = max(1.0, ERROR_SCALE[op](*args)) if op in ERROR_SCALE else 1.0
     _same_results(op, (r1, *a1), (r2, *a2), dtype, scale)
     for before, after in zip(args, a1):          # inputs other than outputs are left alone
-        if isinstance(before, np.ndarray) and not (op == "gather_tables" and before is args[2]):
+        if isinstance(before, np.ndarray) and not (op in OUT_ARG and before is args[OUT_ARG[op]]):
             np.testing.assert_array_equal(after, before, err_msg=op)
 
 

@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from .. import pixels
+from .. import kernels, pixels
 
 # The clips' pixel convention is the processor's default (pixels.py); kept importable as toy.*,
 # which the notebooks and tests draw clips with.
@@ -203,17 +203,21 @@ def _motion_table(spec):
 
 
 def render(scenes: Scenes, labels, spec: ToySpec = ToySpec()):
-    """Scenes + motion labels (B,) -> clips (B, T, C, S, S) float32, processor-normalised."""
+    """Scenes + motion labels (B,) -> clips (B, T, C, S, S) float32, processor-normalised.
+
+    Here: where every shape is in every frame and what the camera sees; the painting itself (per
+    pixel: coverage, texture, shading, then noise and normalisation) is the kernel
+    ``paint_shapes`` (kernels/paint.py, a Numba kernel with its NumPy twin)."""
     labels = np.asarray(labels)
-    S, T, B = spec.size, spec.frames, len(labels)
+    S, T, B, K = spec.size, spec.frames, len(labels), spec.objects
     motion = _motion_table(spec)[labels]                                     # (B, 4)
     t = np.arange(T)[None, :, None]                                          # (1, T, 1)
     pix = np.arange(S) + 0.5                                                 # pixel centres
-    px = np.broadcast_to(pix[None, None, None, :], (B, T, S, S))             # x along the last axis
-    py = np.broadcast_to(pix[None, None, :, None], (B, T, S, S))
     # what moves: each shape by itself (cx, cy, theta, scale per shape), or the camera (all
     # pixels map to scene points; the shapes then stay put in the scene)
     if spec.moving == "scene":
+        px = np.broadcast_to(pix[None, None, None, :], (B, T, S, S))         # x along the last axis
+        py = np.broadcast_to(pix[None, None, :, None], (B, T, S, S))
         m = motion[:, None, None, None, :]                                   # (B, 1, 1, 1, 4)
         v, w, g = (a[:, 0, None, None, None] for a in (scenes.speed, scenes.spin, scenes.zoom))
         tt = np.arange(T)[None, :, None, None]
@@ -227,44 +231,31 @@ def render(scenes: Scenes, labels, spec: ToySpec = ToySpec()):
         waves = np.sin(2 * np.pi * arg + scenes.scene_phase[:, None, :, None, None])   # (B, T, G, S, S)
         texture = np.einsum("btgyx,bgc->btcyx", waves, scenes.scene_tint) / np.sqrt(SCENE_WAVES)
         base = scenes.background.mean(axis=(2, 3))                           # (B, C) its base colour
-        frames = np.clip(base[:, None, :, None, None] + spec.contrast * texture, 0.0, 1.0)
-        cx, cy = np.broadcast_to(scenes.start[:, None, :, 0], (B, T, spec.objects)), \
-            np.broadcast_to(scenes.start[:, None, :, 1], (B, T, spec.objects))
-        theta = np.broadcast_to(scenes.angle[:, None, :], (B, T, spec.objects))
-        scale = np.ones((B, T, spec.objects))
-        zoom_px = z                                                          # screen px per scene px
+        canvas = np.clip(base[:, None, :, None, None] + spec.contrast * texture, 0.0, 1.0)
+        cx, cy = np.broadcast_to(scenes.start[:, None, :, 0], (B, T, K)), \
+            np.broadcast_to(scenes.start[:, None, :, 1], (B, T, K))
+        theta = np.broadcast_to(scenes.angle[:, None, :], (B, T, K))
+        scale = np.ones((B, T, K))
+        zoom = z[:, :, 0, 0]                                                 # screen px per scene px
     else:
+        sx, sy = pix[None, None, None, :], pix[None, None, :, None]           # (1, 1, 1, S), (1, 1, S, 1)
         sp = scenes.speed[:, None, :]                                        # (B, 1, K)
         cx = scenes.start[:, None, :, 0] + motion[:, None, None, 0] * sp * t  # (B, T, K)
         cy = scenes.start[:, None, :, 1] + motion[:, None, None, 1] * sp * t
         theta = scenes.angle[:, None, :] + motion[:, None, None, 2] * scenes.spin[:, None, :] * t
         scale = np.exp(motion[:, None, None, 3] * scenes.zoom[:, None, :] * t)             # 1 at frame 0
-        frames = np.broadcast_to(scenes.background[:, None], (B, T) + scenes.background.shape[1:]).copy()
-        sx, sy, zoom_px = px, py, 1.0
-    for k in range(spec.objects):                                            # painter's order
-        # signed offsets on the torus, (B, T, S, S)
-        dx = (sx - cx[:, :, k, None, None] + S / 2) % S - S / 2
-        dy = (sy - cy[:, :, k, None, None] + S / 2) % S - S / 2
-        c, s, z = (np.cos(theta[:, :, k])[..., None, None], np.sin(theta[:, :, k])[..., None, None],
-                   scale[:, :, k][..., None, None])
-        ux, uy = (c * dx + s * dy) / z, (-s * dx + c * dy) / z               # the shape's own frame
-        ax, ay = np.abs(ux), np.abs(uy)
-        kind = scenes.shape[:, k, None, None, None]
-        dist = np.where(kind == 0, np.sqrt(ux * ux + uy * uy),
-                        np.where(kind == 1, np.maximum(ax, ay), (ax + ay) / np.sqrt(2.0)))
-        # coverage with a one-pixel soft edge (in screen pixels), so sub-pixel motion is visible
-        cover = np.clip((scenes.radius[:, k, None, None, None] - dist) * z * zoom_px + 0.5, 0.0, 1.0)
-        grating = np.sin(2 * np.pi * (scenes.wave[:, k, 0, None, None, None] * ux
-                                      + scenes.wave[:, k, 1, None, None, None] * uy)
-                         + scenes.phase[:, k, None, None, None])              # (B, T, S, S)
-        ramp = (scenes.light[:, k, 0, None, None, None] * ux
-                + scenes.light[:, k, 1, None, None, None] * uy) / scenes.radius[:, k, None, None, None]
-        paint = (scenes.colour[:, k, None, :, None, None]
-                 + spec.object_contrast * scenes.tint[:, k, None, :, None, None] * grating[:, :, None]
-                 + spec.shade * scenes.shade_tint[:, k, None, :, None, None] * ramp[:, :, None])
-        frames += cover[:, :, None] * (paint - frames)
-    frames += spec.noise * scenes.noise
-    return normalise(np.clip(frames, 0.0, 1.0))
+        canvas = scenes.background[:, None]                                  # (B, 1, C, S, S)
+        zoom = np.ones((B, T))
+    pose = np.stack([cx, cy, np.cos(theta), np.sin(theta), scale], axis=-1)   # (B, T, K, 5)
+    look = np.concatenate([scenes.shape[..., None], scenes.radius[..., None], scenes.wave,
+                           scenes.phase[..., None], scenes.light], axis=-1)   # (B, K, 7)
+    tints = np.stack([scenes.colour, scenes.tint, scenes.shade_tint], axis=2)  # (B, K, 3, C)
+    amps = np.array([spec.object_contrast, spec.shade, spec.noise, pixels.PROCESSOR_MEAN,
+                     pixels.PROCESSOR_STD], np.float64)
+    out = np.empty(scenes.noise.shape, np.float32)
+    as_f64 = lambda a: np.ascontiguousarray(a, np.float64)
+    kernels.paint_shapes(*map(as_f64, (canvas, sx, sy, zoom, pose, look, tints, scenes.noise)), amps, out)
+    return out
 
 
 def balanced_labels(rng, batch, num_classes=len(LABELS)):

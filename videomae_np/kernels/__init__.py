@@ -1,6 +1,6 @@
 """Kernels behind the ops: linear layers (gemm with the bias and residual folded in), LayerNorm,
 scaled softmax, bias + activation, the attention core (softmax between two matmuls, one head
-at a time), and the processor's lookup-table gather.
+at a time), the processor's lookup-table gather and the toy clips' painter.
 
 Each kernel exists twice, side by side in its module: a Numba version (the fast path: cached
 ``njit(nogil=True)`` parts run at once on the threads of threads.py) and a plain-NumPy version
@@ -28,6 +28,7 @@ from . import attention as _attn
 from . import gather as _gather
 from . import layernorm as _ln
 from . import linear as _lin
+from . import paint as _paint
 from . import softmax as _sm
 from .blas import one_blas_thread  # noqa: F401  (the models hold BLAS to one thread through it)
 
@@ -45,6 +46,7 @@ KERNELS = {          # op: (NumPy twin, Numba kernel), the same signature each
     "attention_fwd": (_attn.attention_fwd_numpy, _attn.attention_fwd_numba),
     "attention_bwd": (_attn.attention_bwd_numpy, _attn.attention_bwd_numba),
     "gather_tables": (_gather.gather_tables_numpy, _gather.gather_tables_numba),
+    "paint_shapes": (_paint.paint_shapes_numpy, _paint.paint_shapes_numba),
 }
 
 
@@ -132,6 +134,12 @@ def gather_tables(x, tables, out):
     """x: (T, h, w, C) uint8, tables: (256, C) -> out[t, k] = tables[x[t, :, :, k], k], into
     out (T, C, h, w)."""
     implementation("gather_tables")(x, tables, out)
+
+
+def paint_shapes(canvas, sx, sy, zoom, pose, look, tints, noise, amps, out):
+    """The toy clips' shapes over canvas, then noise, clip and normalisation, into out
+    (B, T, C, S, S); the arguments are described in kernels/paint.py."""
+    implementation("paint_shapes")(canvas, sx, sy, zoom, pose, look, tints, noise, amps, out)
 
 
 ACT_CODES = _act.ACT_CODES
