@@ -119,7 +119,7 @@ class PretrainSettings(Settings):
     kind = "pretrain"
     # 12000 updates of 16 clips: tube 75% then reached 100.0, 100.0 and 99.8% held-out after
     # fine-tuning (seeds 0-2), where 6000 reached 78.6 +- 2.6% (results/data.md, docs/toy_scale.md);
-    # 496 s on the project's 2 cores
+    # 427 s on the project's 2 cores (docs/performance.md)
     steps: int = 12000
     batch_size: int = 16
     lr: float = 1.5e-3
