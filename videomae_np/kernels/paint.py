@@ -93,8 +93,8 @@ def paint_shapes_numba(canvas, sx, sy, zoom, pose, look, tints, noise, amps, out
             for k in range(K):
                 cx, cy, c, s, z = pose[b, t, k, 0], pose[b, t, k, 1], pose[b, t, k, 2], \
                     pose[b, t, k, 3], pose[b, t, k, 4]
-                kind, radius = look[b, k, 0], look[b, k, 1]
-                wx, wy, phase, lx, ly = look[b, k, 2], look[b, k, 3], look[b, k, 4], look[b, k, 5], look[b, k, 6]
+                kind, radius, wx, wy = look[b, k, 0], look[b, k, 1], look[b, k, 2], look[b, k, 3]
+                phase, lx, ly = look[b, k, 4], look[b, k, 5], look[b, k, 6]
                 if grid:
                     for j in range(S):
                         dxs[j] = _wrap(px[0, j], cx, half, S)
