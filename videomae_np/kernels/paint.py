@@ -32,9 +32,6 @@ operations in the same order; only sin may differ in its last bit between NumPy 
 import numpy as np
 from numba import njit
 
-POSE = ("cx", "cy", "cos", "sin", "scale")
-LOOK = ("kind", "radius", "wave_x", "wave_y", "phase", "light_x", "light_y")
-TINTS = ("colour", "tint", "shade_tint")
 SQRT2 = np.sqrt(2.0)
 TWO_PI = 2 * np.pi
 
