@@ -68,10 +68,10 @@ class Study:
     train_clips: int | None = None      # labelled clips to fine-tune on; None: the default's 1024
 
 
-# The studies' pretraining: half the default run's 12000 steps. A study pretrains 9-27 runs, each
-# 10-12 minutes at 12000 steps on one core, which would put one study at 1-3 hours on 2 cores. At
-# 6000 steps the default recipe's arm (tube 75%) reaches 78.6 +- 2.6% held-out, at 12000 99.9 +- 0.1%
-# (docs/toy_scale.md): the studies compare arms at a budget where the default has not yet saturated.
+# The decoder and loss studies' pretraining: half the default run's 12000 steps, chosen when a
+# 12000-step arm took 10-12 min on one core (7.5-9 min beside a second job since the toy clips are
+# painted by a Numba kernel; results/README.md). At 6000 steps the default recipe's arm (tube 75%)
+# reaches 78.6 +- 2.6% held-out with 1024 labelled clips, at 12000 99.9 +- 0.1% (docs/toy_scale.md).
 # Three studies are the exception and get the default run's 12000 steps: data, whose pretrained
 # against scratch is the default commands' own comparison, and masking and ratio, the paper's
 # central finding (tube 90%), whose arms' order changed with the budget (tube 90% reached 31.2 and
