@@ -68,20 +68,20 @@ class Study:
     train_clips: int | None = None      # labelled clips to fine-tune on; None: the default's 1024
 
 
-# The decoder and loss studies' pretraining: half the default run's 12000 steps, chosen when a
-# 12000-step arm took 10-12 min on one core (7.5-9 min beside a second job since the toy clips are
-# painted by a Numba kernel; results/README.md). At 6000 steps the default recipe's arm (tube 75%)
-# reaches 78.6 +- 2.6% held-out with 1024 labelled clips, at 12000 99.9 +- 0.1% (docs/toy_scale.md).
-# Three studies are the exception and get the default run's 12000 steps: data, whose pretrained
-# against scratch is the default commands' own comparison, and masking and ratio, the paper's
-# central finding (tube 90%), whose arms' order changed with the budget (tube 90% reached 31.2 and
-# 29.1% at 6000 steps, 88.5 and 46.9% at 12000, seeds 0 and 1). Their 6000-step runs:
-# results/*-6000steps.md. The decoder and loss studies vary the default's tube 75% at 6000 steps.
+# The loss study's pretraining: half the default run's 12000 steps, chosen when a 12000-step arm
+# took 10-12 min on one core (7.5-9 min beside a second job since the toy clips are painted by a
+# Numba kernel; results/README.md). At 6000 steps the default recipe's arm (tube 75%) reaches
+# 78.6 +- 2.6% held-out with 1024 labelled clips, at 12000 99.9 +- 0.1% (docs/toy_scale.md).
+# Four studies are the exception and get the default run's 12000 steps: data, whose pretrained
+# against scratch is the default commands' own comparison; masking and ratio, the paper's central
+# finding (tube 90%), whose arms' order changed with the budget (tube 90% reached 31.2 and 29.1%
+# at 6000 steps, 88.5 and 46.9% at 12000, seeds 0 and 1); and decoder. Their 6000-step runs:
+# results/*-6000steps.md. The loss study varies the default's tube 75% at 6000 steps.
 STUDY_PRETRAIN_STEPS = 6000
 
 # After 12000 pretraining steps, fine-tuning on the default's 1024 labelled clips leaves no room to
 # order the arms: tube 75%, random 90%, frame 87.5% and running cell all reached 99-100% held-out
-# (results/masking-1024labelled.md). Those two studies fine-tune on 128 labelled clips instead,
+# (results/masking-1024labelled.md). Those studies and decoder fine-tune on 128 labelled clips instead,
 # where the data study measured the default arm at 78.6 +- 2.9% and scratch at 29.0 +- 1.6%.
 FEW_LABELS = 128
 
@@ -151,7 +151,7 @@ STUDIES = {s.name: s for s in (
         "deeper one takes low-level reconstruction off the encoder; the toy's 4-block decoder is "
         "as deep and as wide as its 4-block encoder, reconstructs better (lower loss) and can do "
         "the work the encoder would otherwise learn, leaving features that fine-tune worse.",
-        xlabel="decoder blocks"),
+        xlabel="decoder blocks", pretrain_steps=PretrainSettings.steps, train_clips=FEW_LABELS),
     Study(
         "loss", "Reconstruction loss and target", "Table 1f (SSv2 top-1, on normalised pixels)",
         (Arm("MSE, norm-pix", dict(TUBE75, loss="mse"), paper=69.6),
