@@ -39,6 +39,7 @@ def test_summary_is_mean_and_sample_std_over_seeds_and_the_agreement_counts_pair
 
 def test_a_study_writes_its_table_plot_and_json_and_a_restart_reuses_the_runs(tmp_path, monkeypatch):
     monkeypatch.setattr(ablate, "QUICK", TINY)
+    monkeypatch.setattr(ablate, "PROGRESS_EVERY", 0.05)     # the progress check runs between jobs
     lines = []
     rows = ablate.run_study("masking", tmp_path, seeds=1, quick=True, jobs=2, log=lines.append)
     assert len(rows) == len(ablate.STUDIES["masking"].arms)
@@ -122,3 +123,25 @@ def test_the_decoder_studys_default_depth_is_the_default_run():
     arms = {a.x: a for a in ablate.STUDIES["decoder"].arms}
     assert ablate._pretrain_settings(arms[ablate.TOY_DECODER_BLOCKS], budget, 0) == default
     assert ablate._pretrain_settings(arms[4], budget, 0).model_config().decoder_num_hidden_layers == 4
+
+
+def test_progress_names_each_pretraining_run_saved_part_way_and_nothing_else(tmp_path):
+    study = ablate.STUDIES["ratio"]
+    budget = ablate.full_budget(study)
+    groups = ablate._groups([(arm, s) for s in range(2) for arm in study.arms], budget)
+    assert ablate.pretraining_progress(tmp_path, groups, budget) == ""        # nothing saved yet
+    arms = {a.name: a for a in study.arms}
+
+    def save(name, seed, text):
+        _, pdir = ablate._pretrain_run(tmp_path, arms[name], budget, seed)
+        pdir.mkdir(parents=True)
+        (pdir / "trainer_state.json").write_text(text)
+
+    state = lambda step: json.dumps({"step": step, "kind": "pretrain", "settings": {}})
+    save("tube 75%", 1, state(500))                       # under way
+    save("tube 90%", 0, state(budget.pretrain_steps))     # finished: not in progress
+    save("tube 50%", 0, "{not json")                      # unreadable: skipped, the job will say
+    save("tube 95%", 1, state(0))                         # nothing done yet
+    text = ablate.pretraining_progress(tmp_path, groups, budget)
+    assert text == f"tube 75% seed 1 at step 500/{budget.pretrain_steps}"
+

@@ -207,6 +207,12 @@ def _finetune_settings(arm: Arm, budget: Budget, seed: int, init):
                             model={} if init else model, log_every=10**9, save_every=10**9, **over)
 
 
+def _pretrain_run(root, arm: Arm, budget: Budget, seed: int):
+    """An arm's pretraining settings for this budget and seed, and the run folder they name."""
+    ps = _pretrain_settings(arm, budget, seed)
+    return ps, Path(root) / "pretrain" / f"{_digest(ps.to_dict())}-s{seed}"
+
+
 def _job(root: str, arm: Arm, budget: Budget, seed: int) -> dict:
     """Pretrain (or reuse) and fine-tune one arm with one seed; returns its result record."""
     from .kernels.threads import set_threads
@@ -217,8 +223,7 @@ def _job(root: str, arm: Arm, budget: Budget, seed: int) -> dict:
     result = {"arm": arm.name, "seed": seed}
     init = None
     if arm.pretrain is not None:
-        ps = _pretrain_settings(arm, budget, seed)
-        pdir = root / "pretrain" / f"{_digest(ps.to_dict())}-s{seed}"
+        ps, pdir = _pretrain_run(root, arm, budget, seed)
         state = runs.read_state(pdir)
         if state is None or state["step"] < ps.steps or not (pdir / "model.safetensors").is_file():
             with open(root / "log.txt", "a") as f:
@@ -267,6 +272,30 @@ def _groups(work, budget):
                if arm.pretrain is not None else (arm.name, seed))
         groups.setdefault(key, []).append((arm, seed))
     return list(groups.values())
+
+
+# While pretraining runs are under way, a line every this many seconds says how far each has got
+# (a 12000-step run takes 7-9 min and saves its state every 500 steps).
+PROGRESS_EVERY = 60.0
+
+
+def pretraining_progress(root, groups, budget) -> str:
+    """'ARM seed S at step K/STEPS' for each pretraining run of these groups that has saved a step
+    but not its last (a run under way, or one left part-way that a job will resume)."""
+    from . import runs
+    parts = []
+    for group in groups:
+        arm, seed = group[0]
+        if arm.pretrain is None:
+            continue
+        ps, pdir = _pretrain_run(root, arm, budget, seed)
+        try:
+            state = runs.read_state(pdir)
+        except (OSError, ValueError):      # being replaced, or not ours to judge here: the job will say
+            continue
+        if state is not None and 0 < state["step"] < ps.steps:
+            parts.append(f"{arm.name} seed {seed} at step {state['step']}/{ps.steps}")
+    return "; ".join(parts)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -486,9 +515,11 @@ def run_study(name: str, out, seeds: int = 3, quick: bool = False, jobs: int | N
     with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
         futures = {pool.submit(_jobs_in_turn, str(root), tuple(a for a, _ in group), budget, group[0][1]): group
                    for group in _groups(work, budget)}
+        pending, shown, last = set(futures), "", t0
         try:
-            for fut in cf.as_completed(futures):
-                for r in fut.result():
+            while pending:
+                finished, pending = cf.wait(pending, timeout=PROGRESS_EVERY, return_when=cf.FIRST_COMPLETED)
+                for r in (r for fut in finished for r in fut.result()):
                     records.append(r)
                     i = len(records)
                     rec = (f", reconstruction loss {r['reconstruction_loss']:.3f}"
@@ -498,6 +529,12 @@ def run_study(name: str, out, seeds: int = 3, quick: bool = False, jobs: int | N
                     log(f"[{i:>2d}/{len(work)}] {r['arm']:<26s} seed {r['seed']}: accuracy "
                         f"{100 * r['accuracy']:5.1f}%{rec}  ({r['seconds']:.0f} s; elapsed "
                         f"{elapsed / 60:.1f} min, ETA {eta / 60:.1f} min)")
+                if time.perf_counter() - last >= PROGRESS_EVERY:
+                    now = pretraining_progress(root, [futures[f] for f in pending], budget)
+                    if now and now != shown:
+                        log(f"      {len(records)}/{len(work)} jobs done, "
+                            f"{(time.perf_counter() - t0) / 60:.1f} min; pretraining: {now}")
+                    shown, last = now, time.perf_counter()
         except BaseException:
             for f in futures:
                 f.cancel()
