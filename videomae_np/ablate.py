@@ -64,35 +64,26 @@ class Study:
     arms: tuple
     hypothesis: str                 # printed when our ordering disagrees with the paper's
     xlabel: str = ""
-    pretrain_steps: int | None = None   # None: STUDY_PRETRAIN_STEPS
     train_clips: int | None = None      # labelled clips to fine-tune on; None: the default's 1024
 
 
-# The loss study's pretraining: half the default run's 12000 steps, chosen when a 12000-step arm
-# took 10-12 min on one core (7.5-9 min beside a second job since the toy clips are painted by a
-# Numba kernel; results/README.md). At 6000 steps the default recipe's arm (tube 75%) reaches
-# 78.6 +- 2.6% held-out with 1024 labelled clips, at 12000 99.9 +- 0.1% (docs/toy_scale.md).
-# Four studies are the exception and get the default run's 12000 steps: data, whose pretrained
-# against scratch is the default commands' own comparison; masking and ratio, the paper's central
-# finding (tube 90%), whose arms' order changed with the budget (tube 90% reached 31.2 and 29.1%
-# at 6000 steps, 88.5 and 46.9% at 12000, seeds 0 and 1); and decoder. Their 6000-step runs:
-# results/*-6000steps.md. The loss study varies the default's tube 75% at 6000 steps.
-STUDY_PRETRAIN_STEPS = 6000
+# Every study pretrains like `videomae-np pretrain` (PretrainSettings.steps, 12000). At half that
+# budget the default arm (tube 75%) reached 78.6 +- 2.6% held-out, at 12000 99.9 +- 0.1%, and the
+# arms' order changed with it (tube 90%: 31.2 and 29.1% at 6000 steps, 88.5 and 46.9% at 12000,
+# seeds 0 and 1); the 6000-step studies are kept as results/*-6000steps.md.
 
 # After 12000 pretraining steps, fine-tuning on the default's 1024 labelled clips leaves no room to
 # order the arms: tube 75%, random 90%, frame 87.5% and running cell all reached 99-100% held-out
-# (results/masking-1024labelled.md). Those studies and decoder fine-tune on 128 labelled clips instead,
-# where the data study measured the default arm at 78.6 +- 2.9% and scratch at 29.0 +- 1.6%.
+# (results/masking-1024labelled.md). Every study but data (which varies it) fine-tunes on 128 labelled
+# clips instead, where the data study measured the default arm at 78.6 +- 2.9% and scratch at 29.0 +- 1.6%.
 FEW_LABELS = 128
 
 
 def full_budget(study: "Study | None" = None) -> Budget:
-    """The budget of every arm of a study: the default commands' fine-tuning (steps, held-out
-    clips, and labelled clips unless the study says) after the study's pretraining steps
-    (STUDY_PRETRAIN_STEPS unless it says)."""
+    """The budget of every arm of a study: the default commands' pretraining and fine-tuning (steps,
+    held-out clips, and labelled clips unless the study says)."""
     f = FinetuneSettings()
-    steps = getattr(study, "pretrain_steps", None) or STUDY_PRETRAIN_STEPS
-    return Budget(pretrain_steps=steps, finetune_steps=f.steps,
+    return Budget(pretrain_steps=PretrainSettings.steps, finetune_steps=f.steps,
                   train_clips=getattr(study, "train_clips", None) or f.train_clips, eval_clips=f.eval_clips)
 
 
@@ -125,7 +116,7 @@ STUDIES = {s.name: s for s in (
         "256 in as many different places. And the copying that tubes prevent matters less "
         "here: the shapes move about a patch per tubelet, so the same place one slot away rarely "
         "holds the same content, where most of a real frame is static.",
-        pretrain_steps=PretrainSettings.steps, train_clips=FEW_LABELS),
+        train_clips=FEW_LABELS),
     Study(
         "ratio", "Masking ratio (tube)", "Figure 3 (SSv2 top-1, read off the figure)",
         tuple(Arm(f"tube {int(r * 100)}%", dict(mask_type="tube", mask_ratio=r), paper=p, x=r * 100)
@@ -138,7 +129,7 @@ STUDIES = {s.name: s for s in (
         "redundancy argument, that a low ratio is too easy, needs objects that span many "
         "patches; ours span a handful, and 50% is not too easy yet (one seed of three did not "
         "transfer with 128 labelled clips).",
-        xlabel="masking ratio (%)", pretrain_steps=PretrainSettings.steps, train_clips=FEW_LABELS),
+        xlabel="masking ratio (%)", train_clips=FEW_LABELS),
     Study(
         "decoder", "Decoder depth", "Table 1a (SSv2 top-1)",
         # the toy model has 1 decoder block: that arm is the default run itself (no override,
@@ -151,7 +142,7 @@ STUDIES = {s.name: s for s in (
         "deeper one takes low-level reconstruction off the encoder; the toy's 4-block decoder is "
         "as deep and as wide as its 4-block encoder, reconstructs better (lower loss) and can do "
         "the work the encoder would otherwise learn, leaving features that fine-tune worse.",
-        xlabel="decoder blocks", pretrain_steps=PretrainSettings.steps, train_clips=FEW_LABELS),
+        xlabel="decoder blocks", train_clips=FEW_LABELS),
     Study(
         "loss", "Reconstruction loss and target", "Table 1f (SSv2 top-1, on normalised pixels)",
         (Arm("MSE, norm-pix", dict(TUBE75, loss="mse"), paper=69.6),
@@ -162,7 +153,8 @@ STUDIES = {s.name: s for s in (
         "patch may or may not hold a moving shape, the median is often 'no shape' (the "
         "background), the mean a faint shape where it is likely to be, which carries the motion; "
         "the paper's real patches rarely pose that either-or, and its losses differ by at most "
-        "0.7 points, below our seed-to-seed spread."),
+        "0.7 points, below our seed-to-seed spread.",
+        train_clips=FEW_LABELS),
     Study(
         "data", "Data efficiency and pretraining data",
         "Table 2 (scratch vs VideoMAE), Table 1e / section 4.4 (data quality over quantity)",
@@ -181,7 +173,7 @@ STUDIES = {s.name: s for s in (
         "gained nothing or lost (-0.9 to -12.9 points) on 128-512 labelled clips, since a 4-layer ViT from scratch "
         "learns the toy's one global motion from a few hundred clips seen many times (25 epochs "
         "of 512) and a half-trained encoder mostly made the fine-tuning steadier.",
-        xlabel="labelled clips", pretrain_steps=PretrainSettings.steps),
+        xlabel="labelled clips"),
 )}
 
 
