@@ -57,6 +57,12 @@ def test_a_study_writes_its_table_plot_and_json_and_a_restart_reuses_the_runs(tm
     again = ablate.run_study("masking", tmp_path, seeds=1, quick=True, jobs=2, log=lines.append)
     assert (tmp_path / "runs-quick" / "log.txt").read_text() == log      # nothing trained again
     assert [r["accuracy_mean"] for r in again] == [r["accuracy_mean"] for r in rows]
+    # moved elsewhere and named by a relative --out, the runs are still the same runs
+    moved = tmp_path.parent / (tmp_path.name + "-moved")
+    tmp_path.rename(moved)
+    monkeypatch.chdir(moved.parent)
+    ablate.run_study("masking", moved.name, seeds=1, quick=True, jobs=2, log=lines.append)
+    assert (moved / "runs-quick" / "log.txt").read_text() == log
 
 
 def test_bad_study_arguments_are_one_line():

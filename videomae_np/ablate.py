@@ -220,6 +220,16 @@ def _pretrain_run(root, arm: Arm, budget: Budget, seed: int):
     return ps, Path(root) / "pretrain" / f"{_digest(ps.to_dict())}-s{seed}"
 
 
+def _finetune_dir(root: Path, fs: FinetuneSettings, seed: int) -> Path:
+    """A fine-tuning run's folder, named by its settings with the pretraining run it starts from
+    spelt relative to the runs folder: the same run has the same name whatever --out was (relative,
+    absolute, another checkout)."""
+    named = fs.to_dict()
+    if fs.init is not None:
+        named["init"] = Path(fs.init).relative_to(root).as_posix()
+    return root / "finetune" / f"{_digest(named)}-s{seed}"
+
+
 def _job(root: str, arm: Arm, budget: Budget, seed: int) -> dict:
     """Pretrain (or reuse) and fine-tune one arm with one seed; returns its result record."""
     from .kernels.threads import set_threads
@@ -242,7 +252,7 @@ def _job(root: str, arm: Arm, budget: Budget, seed: int) -> dict:
         result["reconstruction_loss"] = float(np.mean(hist[-50:]))
         init = str(pdir)
     fs = _finetune_settings(arm, budget, seed, init)
-    fdir = root / "finetune" / f"{_digest(fs.to_dict())}-s{seed}"
+    fdir = _finetune_dir(root, fs, seed)
     metrics_file = fdir / runs.METRICS_JSON
     if not metrics_file.is_file():
         state = runs.read_state(fdir)
