@@ -161,14 +161,14 @@ STUDIES = {s.name: s for s in (
         "classifier on the frozen, mean-pooled features (1024 clips, 512 held out; "
         "docs/toy_scale.md) reads the label at 90.6, 73.4 and 77.5% from the MSE encoders, 38.1, "
         "55.1 and 49.6 (smooth L1), 29.9, 35.5 and 32.6 (L1), 46.9, 47.9 and 52.9 (raw-pixel "
-        "MSE), and 29.5, 32.2 and 30.9 from untrained ones. A hypothesis: MSE's pull on a value "
+        "MSE), and 29.5, 32.2 and 30.9 from untrained ones. Perhaps it is that MSE's pull on a value "
         "grows with its error, and the 14% of target values the MSE models miss by more than 1 "
         "carry 68% of their squared error; such misses are twice as frequent in the quarter of "
         "masked tokens that change most between their two frames (24% against 11%), so MSE "
         "weighs the moving parts more, where L1 pulls on every value equally and smooth L1 caps "
         "the large errors. Raw-pixel targets weigh a patch by its contrast instead of "
-        "standardising it, and land in between. That this is what decides what the encoder keeps "
-        "is not shown.",
+        "standardising it, and land in between. That this decides what the encoder keeps is not "
+        "shown.",
         train_clips=FEW_LABELS),
     Study(
         "data", "Data efficiency and pretraining data",
@@ -323,7 +323,8 @@ def _commit():
         here = Path(__file__).resolve().parent
         out = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"], capture_output=True,
                              text=True, timeout=10)
-        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+        # changes to the package's code (not to results/, which a study run rewrites itself)
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no", "--", "."],
                                capture_output=True, text=True, timeout=10).stdout.strip()
         return out.stdout.strip() + ("+changes" if dirty else "") if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
