@@ -7,7 +7,7 @@ import pytest
 from videomae_np import ablate
 from videomae_np.masking import MASKS
 
-TINY = ablate.Budget(pretrain_steps=3, finetune_steps=2, train_clips=8, eval_clips=8)
+TINY = ablate.Budget(pretrain_steps=3, finetune_steps=2, train_clips=8, eval_clips=8, probe_fit=16, probe_score=8)
 
 
 def test_every_study_arm_is_a_valid_run_and_masking_covers_every_mask_kind():
@@ -49,7 +49,8 @@ def test_a_study_writes_its_table_plot_and_json_and_a_restart_reuses_the_runs(tm
     data = json.loads((tmp_path / "masking-quick.json").read_text())
     assert {"arms", "summary", "results", "commit", "wall_s", "budget", "seeds"} <= set(data)
     assert len(data["results"]) == len(ablate.STUDIES["masking"].arms)
-    assert all(0.0 <= r["accuracy"] <= 1.0 for r in data["results"])
+    assert all(0.0 <= r["accuracy"] <= 1.0 and 0.0 <= r["probe_accuracy"] <= 1.0 for r in data["results"])
+    assert "linear probe %" in md and all(r["probe_mean"] is not None for r in data["summary"])
     assert (tmp_path / "masking-quick.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # the default recipe's pretraining is shared: 5 pretraining arms, 5 distinct runs
     assert len(list((tmp_path / "runs-quick" / "pretrain").iterdir())) == 5

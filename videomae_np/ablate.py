@@ -54,6 +54,8 @@ class Budget:
     finetune_steps: int
     train_clips: int
     eval_clips: int
+    probe_fit: int = 1024           # clips the linear probe of the frozen encoder is fitted on (probe.py)
+    probe_score: int = 512          # and scored on
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,7 @@ def full_budget(study: "Study | None" = None) -> Budget:
                   train_clips=getattr(study, "train_clips", None) or f.train_clips, eval_clips=f.eval_clips)
 
 
-QUICK = Budget(pretrain_steps=120, finetune_steps=60, train_clips=128, eval_clips=128)
+QUICK = Budget(pretrain_steps=120, finetune_steps=60, train_clips=128, eval_clips=128, probe_fit=256, probe_score=128)
 
 # Table 2 of the paper (ViT-B top-1 %): train videos, from scratch, after VideoMAE pretraining
 PAPER_TABLE2 = {"HMDB51": (3_500, 18.0, 62.6), "UCF101": (9_500, 51.4, 91.3),
@@ -230,6 +232,30 @@ def _finetune_dir(root: Path, fs: FinetuneSettings, seed: int) -> Path:
     return root / "finetune" / f"{_digest(named)}-s{seed}"
 
 
+def _probe(arm: Arm, budget: Budget, seed: int, pdir: Path | None) -> float:
+    """The linear-probe accuracy of the arm's frozen encoder: the pretraining run's (kept beside
+    it in probe.json), or an untrained one of the arm's shape for an arm without pretraining."""
+    from . import probe
+    from .models import VideoMAEModel
+    asked = {"fit": budget.probe_fit, "score": budget.probe_score,
+             "streams": [probe.FIT_STREAM, probe.SCORE_STREAM]}
+    if pdir is None:
+        model = VideoMAEModel(PretrainSettings(model=(arm.pretrain or {}).get("model", {})).model_config(),
+                              seed=seed, dtype=np.float32)
+        return probe.toy_probe_accuracy(model, budget.probe_fit, budget.probe_score)
+    kept = pdir / "probe.json"
+    if kept.is_file():
+        try:
+            got = read_json_object(kept)
+            if {k: got.get(k) for k in asked} == asked:
+                return float(got["accuracy"])
+        except (ValueError, KeyError, TypeError):
+            pass                               # unreadable: measured again and replaced
+    acc = probe.toy_probe_accuracy(VideoMAEModel.from_pretrained(pdir), budget.probe_fit, budget.probe_score)
+    atomic_write_text(kept, json.dumps({**asked, "accuracy": acc}) + "\n")
+    return acc
+
+
 def _job(root: str, arm: Arm, budget: Budget, seed: int) -> dict:
     """Pretrain (or reuse) and fine-tune one arm with one seed; returns its result record."""
     from .kernels.threads import set_threads
@@ -260,6 +286,7 @@ def _job(root: str, arm: Arm, budget: Budget, seed: int) -> dict:
             log = lambda m: print(m, file=f, flush=True)
             train.run_finetune(fs, fdir, resume=state is not None, log=log)
     metrics = read_json_object(metrics_file)
+    result["probe_accuracy"] = _probe(arm, budget, seed, Path(init) if init else None)
     result.update(accuracy=metrics["eval_accuracy"], train_accuracy=metrics["train_accuracy"],
                   finetune_dir=str(fdir.relative_to(root.parent)),
                   finetune_seconds=metrics.get("seconds_last_session"),
@@ -332,17 +359,22 @@ def _commit():
 
 
 def summarise(study: Study, records: list) -> list:
-    """Per arm: mean and std (over seeds) of the accuracy (in %) and the reconstruction loss."""
+    """Per arm: mean and std (over seeds) of the accuracy and the linear probe's (in %), and of
+    the reconstruction loss."""
     rows = []
     for arm in study.arms:
         rs = [r for r in records if r["arm"] == arm.name]
         acc = [100 * r["accuracy"] for r in rs]
         rec = [r["reconstruction_loss"] for r in rs if "reconstruction_loss" in r]
+        probe = [100 * r["probe_accuracy"] for r in rs if "probe_accuracy" in r]
         rows.append({
             "arm": arm.name, "paper": arm.paper, "x": arm.x, "series": arm.series, "seeds": len(rs),
             "accuracy_mean": float(np.mean(acc)) if acc else None,
             "accuracy_std": float(np.std(acc, ddof=1)) if len(acc) > 1 else 0.0,
             "accuracy_per_seed": acc,
+            "probe_mean": float(np.mean(probe)) if probe else None,
+            "probe_std": float(np.std(probe, ddof=1)) if len(probe) > 1 else (0.0 if probe else None),
+            "probe_per_seed": probe,
             "reconstruction_loss_mean": float(np.mean(rec)) if rec else None,
             "reconstruction_loss_std": float(np.std(rec, ddof=1)) if len(rec) > 1 else (0.0 if rec else None),
         })
@@ -418,15 +450,17 @@ def write_markdown(path: Path, study: Study, rows, meta) -> str:
              f"when made (a resumed run counts its last session only)"
              f"{' (--quick: a first look, not a result)' if meta['quick'] else ''}.",
              f"Paper: {study.source}; ViT-B, 800 epochs on SSv2.", "",
-             "| arm | held-out accuracy % (mean ± std) | per seed | reconstruction loss | paper (SSv2 top-1 %) |",
-             "|---|---:|---|---:|---:|"]
+             "| arm | held-out accuracy % (mean ± std) | per seed | linear probe % | reconstruction loss "
+             "| paper (SSv2 top-1 %) |",
+             "|---|---:|---|---:|---:|---:|"]
     for r in rows:
         acc = "—" if r["accuracy_mean"] is None else f"{r['accuracy_mean']:.1f} ± {r['accuracy_std']:.1f}"
         per = ", ".join(f"{a:.1f}" for a in r["accuracy_per_seed"])
         rec = ("—" if r["reconstruction_loss_mean"] is None
                else f"{r['reconstruction_loss_mean']:.3f} ± {r['reconstruction_loss_std']:.3f}")
         paper = "—" if r["paper"] is None else f"{r['paper']}"
-        lines.append(f"| {r['arm']} | {acc} | {per} | {rec} | {paper} |")
+        probe = "—" if r.get("probe_mean") is None else f"{r['probe_mean']:.1f} ± {r['probe_std']:.1f}"
+        lines.append(f"| {r['arm']} | {acc} | {per} | {probe} | {rec} | {paper} |")
     lines += _paired_gaps(study, rows)
     agreement = _agreement(rows)
     lines += ["", agreement] if agreement else []
@@ -435,8 +469,12 @@ def write_markdown(path: Path, study: Study, rows, meta) -> str:
         same = agreement.split("we order ")[1].split(" the same")[0]
         if same != n:
             lines += ["", f"Where we differ, a hypothesis: {study.hypothesis}"]
-    lines += ["", "Reconstruction losses of arms with different targets or losses are not comparable "
-              "with each other.", ""]
+    b = meta["budget"]
+    lines += ["", f"Linear probe: a ridge classifier on the frozen encoder's mean-pooled features (what "
+              f"the classification head reads), fitted on {b.get('probe_fit')} toy clips and scored on "
+              f"{b.get('probe_score')} others, before any fine-tuning (`videomae_np.probe`); for an arm "
+              f"without pretraining, an untrained encoder. Reconstruction losses of arms with different "
+              f"targets or losses are not comparable with each other.", ""]
     text = "\n".join(lines)
     atomic_write_text(path, text)
     return text
@@ -545,7 +583,8 @@ def run_study(name: str, out, seeds: int = 3, quick: bool = False, jobs: int | N
                     elapsed = time.perf_counter() - t0
                     eta = elapsed / i * (len(work) - i)
                     log(f"[{i:>2d}/{len(work)}] {r['arm']:<26s} seed {r['seed']}: accuracy "
-                        f"{100 * r['accuracy']:5.1f}%{rec}  ({r['seconds']:.0f} s; elapsed "
+                        f"{100 * r['accuracy']:5.1f}%, probe {100 * r['probe_accuracy']:5.1f}%{rec}  "
+                        f"({r['seconds']:.0f} s; elapsed "
                         f"{elapsed / 60:.1f} min, ETA {eta / 60:.1f} min)")
                 if time.perf_counter() - last >= PROGRESS_EVERY:
                     now = pretraining_progress(root, [futures[f] for f in pending], budget)
@@ -573,7 +612,8 @@ def run_study(name: str, out, seeds: int = 3, quick: bool = False, jobs: int | N
     log(f"wrote {out / (stem + '.json')}, .md and .png in {wall / 60:.1f} min")
     for r in rows:
         paper = f"   paper {r['paper']}" if r["paper"] is not None else ""
-        log(f"  {r['arm']:<26s} {r['accuracy_mean']:5.1f} ± {r['accuracy_std']:4.1f} %{paper}")
+        log(f"  {r['arm']:<26s} {r['accuracy_mean']:5.1f} ± {r['accuracy_std']:4.1f} %  "
+            f"(probe {r['probe_mean']:5.1f} ± {r['probe_std']:4.1f} %){paper}")
     return rows
 
 
