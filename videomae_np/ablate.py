@@ -4,7 +4,8 @@ A study is a list of arms that differ in one thing (the masking, the ratio, the 
 loss, the data); every arm gets the same budget and the same seeds. One job is (arm, seed):
 
     pretrain (unless the arm starts from scratch)  ->  fine-tune on labelled toy clips
-    ->  held-out accuracy (the metric) and the final reconstruction loss
+    ->  held-out accuracy (the metric), the final reconstruction loss, and the linear probe
+        of the frozen encoder (probe.py: what the pretraining alone put into the features)
 
 Arms that pretrain identically (the paper's default recipe appears in every study) share one
 pretraining run per seed: runs are kept under ``DIR/runs/`` by a digest of their settings, and a
