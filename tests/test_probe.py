@@ -59,16 +59,28 @@ def test_a_pretraining_runs_probe_is_kept_beside_it_and_measured_again_when_it_d
     model.save_pretrained(tmp_path)
     budget = ablate.Budget(pretrain_steps=1, finetune_steps=1, train_clips=8, eval_clips=8,
                            probe_fit=64, probe_score=64)
-    arm = ablate.STUDIES["masking"].arms[0]
-    first = ablate._probe(arm, budget, 0, tmp_path)
+    first = ablate._probe(budget, 0, tmp_path, tmp_path)
     kept = json.loads((tmp_path / "probe.json").read_text())
     assert kept["accuracy"] == first and kept["fit"] == 64 and kept["score"] == 64
     calls = []
     real = probe.toy_probe_accuracy
     monkeypatch.setattr(probe, "toy_probe_accuracy", lambda *a, **k: calls.append(a) or real(*a, **k))
-    assert ablate._probe(arm, budget, 0, tmp_path) == first and not calls         # read back
+    assert ablate._probe(budget, 0, tmp_path, tmp_path) == first and not calls         # read back
     other = ablate.Budget(**{**budget.__dict__, "probe_score": 128})
-    ablate._probe(arm, other, 0, tmp_path)                                          # another budget
+    ablate._probe(other, 0, tmp_path, tmp_path)                                          # another budget
     (tmp_path / "probe.json").write_text("{not json")
-    assert ablate._probe(arm, budget, 0, tmp_path) == first                         # replaced
+    assert ablate._probe(budget, 0, tmp_path, tmp_path) == first                         # replaced
     assert len(calls) == 2
+
+
+def test_an_untrained_encoders_probe_is_kept_once_per_seed(tmp_path, monkeypatch):
+    budget = ablate.Budget(pretrain_steps=1, finetune_steps=1, train_clips=8, eval_clips=8,
+                           probe_fit=64, probe_score=64)
+    calls = []
+    real = probe.toy_probe_accuracy
+    monkeypatch.setattr(probe, "toy_probe_accuracy", lambda *a, **k: calls.append(a) or real(*a, **k))
+    first = ablate._probe(budget, 0, tmp_path, None)
+    assert ablate._probe(budget, 0, tmp_path, None) == first and len(calls) == 1   # the data study's 5 sizes
+    ablate._probe(budget, 1, tmp_path, None)                                         # another seed, another model
+    assert len(calls) == 2 and len(list((tmp_path / "untrained").iterdir())) == 2
+

@@ -239,18 +239,21 @@ def _finetune_dir(root: Path, fs: FinetuneSettings, seed: int) -> Path:
     return root / "finetune" / f"{_digest(named)}-s{seed}"
 
 
-def _probe(arm: Arm, budget: Budget, seed: int, pdir: Path | None) -> float:
-    """The linear-probe accuracy of the arm's frozen encoder: the pretraining run's (kept beside
-    it in probe.json), or an untrained one of the arm's shape for an arm without pretraining."""
+def _probe(budget: Budget, seed: int, root: Path, pdir: Path | None) -> float:
+    """The linear-probe accuracy of a frozen encoder: the pretraining run `pdir`'s, or (pdir None,
+    an arm without pretraining) the untrained toy encoder of this seed. Kept in a probe.json beside
+    the run, or under root/untrained/, and measured again when that does not match the budget."""
     from . import probe
     from .models import VideoMAEModel
+    if pdir is None:
+        cfg = PretrainSettings().model_config()
+        where, load = root / "untrained" / f"{_digest(cfg.to_dict())}-s{seed}", \
+            lambda: VideoMAEModel(cfg, seed=seed, dtype=np.float32)
+    else:
+        where, load = pdir, lambda: VideoMAEModel.from_pretrained(pdir)
     asked = {"fit": budget.probe_fit, "score": budget.probe_score,
              "streams": [probe.FIT_STREAM, probe.SCORE_STREAM]}
-    if pdir is None:
-        model = VideoMAEModel(PretrainSettings(model=(arm.pretrain or {}).get("model", {})).model_config(),
-                              seed=seed, dtype=np.float32)
-        return probe.toy_probe_accuracy(model, budget.probe_fit, budget.probe_score)
-    kept = pdir / "probe.json"
+    kept = where / "probe.json"
     if kept.is_file():
         try:
             got = read_json_object(kept)
@@ -258,7 +261,8 @@ def _probe(arm: Arm, budget: Budget, seed: int, pdir: Path | None) -> float:
                 return float(got["accuracy"])
         except (ValueError, KeyError, TypeError):
             pass                               # unreadable: measured again and replaced
-    acc = probe.toy_probe_accuracy(VideoMAEModel.from_pretrained(pdir), budget.probe_fit, budget.probe_score)
+    acc = probe.toy_probe_accuracy(load(), budget.probe_fit, budget.probe_score)
+    where.mkdir(parents=True, exist_ok=True)
     atomic_write_text(kept, json.dumps({**asked, "accuracy": acc}) + "\n")
     return acc
 
@@ -293,7 +297,7 @@ def _job(root: str, arm: Arm, budget: Budget, seed: int) -> dict:
             log = lambda m: print(m, file=f, flush=True)
             train.run_finetune(fs, fdir, resume=state is not None, log=log)
     metrics = read_json_object(metrics_file)
-    result["probe_accuracy"] = _probe(arm, budget, seed, Path(init) if init else None)
+    result["probe_accuracy"] = _probe(budget, seed, root, Path(init) if init else None)
     result.update(accuracy=metrics["eval_accuracy"], train_accuracy=metrics["train_accuracy"],
                   finetune_dir=str(fdir.relative_to(root.parent)),
                   finetune_seconds=metrics.get("seconds_last_session"),
