@@ -55,8 +55,10 @@ def test_a_study_writes_its_table_plot_and_json_and_a_restart_reuses_the_runs(tm
     # the default recipe's pretraining is shared: 5 pretraining arms, 5 distinct runs
     assert len(list((tmp_path / "runs-quick" / "pretrain").iterdir())) == 5
     log = (tmp_path / "runs-quick" / "log.txt").read_text()
+    assert any(l.startswith("to train: 5 of 5 pretraining runs") and "6 of 6 fine-tunings" in l for l in lines)
     again = ablate.run_study("masking", tmp_path, seeds=1, quick=True, jobs=2, log=lines.append)
     assert (tmp_path / "runs-quick" / "log.txt").read_text() == log      # nothing trained again
+    assert any(l.startswith("to train: 0 of 5 pretraining runs") and "0 of 6 fine-tunings" in l for l in lines)
     assert [r["accuracy_mean"] for r in again] == [r["accuracy_mean"] for r in rows]
     # moved elsewhere and named by a relative --out, the runs are still the same runs
     moved = tmp_path.parent / (tmp_path.name + "-moved")
@@ -152,3 +154,29 @@ def test_progress_names_each_pretraining_run_saved_part_way_and_nothing_else(tmp
     text = ablate.pretraining_progress(tmp_path, groups, budget)
     assert text == f"tube 75% seed 1 at step 500/{budget.pretrain_steps}"
 
+
+
+def test_the_work_left_counts_only_runs_without_their_last_step_or_results(tmp_path):
+    study = ablate.STUDIES["masking"]
+    budget = ablate.full_budget(study)
+    groups = ablate._groups([(arm, s) for s in range(2) for arm in study.arms], budget)
+    pretrained = [a for a in study.arms if a.pretrain is not None]
+    n_pre, n_fine = 2 * len(pretrained), 2 * len(study.arms)
+    assert ablate.work_left(tmp_path, groups, budget) == (n_pre, n_pre, n_fine, n_fine)
+
+    def pretrained_run(arm, seed, step, weights=True):
+        _, pdir = ablate._pretrain_run(tmp_path, arm, budget, seed)
+        pdir.mkdir(parents=True)
+        (pdir / "trainer_state.json").write_text(json.dumps({"step": step, "kind": "pretrain", "settings": {}}))
+        if weights:
+            (pdir / "model.safetensors").write_bytes(b"")
+        return pdir
+
+    done = pretrained_run(pretrained[0], 0, budget.pretrain_steps)             # finished
+    pretrained_run(pretrained[1], 0, 500)                                       # part-way
+    pretrained_run(pretrained[2], 1, budget.pretrain_steps, weights=False)     # torn: no weights
+    fs = ablate._finetune_settings(pretrained[0], budget, 0, str(done))
+    fdir = ablate._finetune_dir(tmp_path, fs, 0)
+    fdir.mkdir(parents=True)
+    (fdir / "metrics.json").write_text("{}")                                    # its fine-tuning is done
+    assert ablate.work_left(tmp_path, groups, budget) == (n_pre - 1, n_pre, n_fine - 1, n_fine)

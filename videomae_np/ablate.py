@@ -353,6 +353,30 @@ def pretraining_progress(root, groups, budget) -> str:
     return "; ".join(parts)
 
 
+def work_left(root, groups, budget) -> tuple:
+    """(pretraining runs still to train, of all the study needs; fine-tunings still to train, of
+    all): what a start or a restart has ahead of it, before the first job reports."""
+    from . import runs
+    root = Path(root)
+    pre_left = pre_all = fine_left = fine_all = 0
+    for group in groups:
+        init = None
+        if group[0][0].pretrain is not None:
+            ps, pdir = _pretrain_run(root, group[0][0], budget, group[0][1])
+            pre_all += 1
+            try:
+                state = runs.read_state(pdir)
+            except (OSError, ValueError):      # unreadable: the job says so when it gets there
+                state = None
+            pre_left += state is None or state["step"] < ps.steps or not (pdir / "model.safetensors").is_file()
+            init = str(pdir)
+        for arm, seed in group:
+            fdir = _finetune_dir(root, _finetune_settings(arm, budget, seed, init), seed)
+            fine_all += 1
+            fine_left += not (fdir / runs.METRICS_JSON).is_file()
+    return pre_left, pre_all, fine_left, fine_all
+
+
 # ------------------------------------------------------------------------------------------------
 # the study
 # ------------------------------------------------------------------------------------------------
@@ -576,12 +600,16 @@ def run_study(name: str, out, seeds: int = 3, quick: bool = False, jobs: int | N
     jobs = jobs or min(os.cpu_count() or 1, 2)
     log(f"ablate {name}: {len(study.arms)} arms x {seeds} seeds = {len(work)} jobs, {jobs} at a time, "
         f"runs in {root} (restartable: finished jobs are kept)")
+    groups = _groups(work, budget)
+    pre_left, pre_all, fine_left, fine_all = work_left(root, groups, budget)
+    log(f"to train: {pre_left} of {pre_all} pretraining runs ({budget.pretrain_steps} steps each) and "
+        f"{fine_left} of {fine_all} fine-tunings ({budget.finetune_steps} steps each); the rest are reused")
     t0 = time.perf_counter()
     records = []
     ctx = mp.get_context("spawn")        # fresh interpreters: no thread pools carried over a fork
     with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
         futures = {pool.submit(_jobs_in_turn, str(root), tuple(a for a, _ in group), budget, group[0][1]): group
-                   for group in _groups(work, budget)}
+                   for group in groups}
         pending, shown, last = set(futures), "", t0
         try:
             while pending:
