@@ -75,6 +75,30 @@ def test_bad_study_arguments_are_one_line():
         ablate.run_study("masking", "x", seeds=0)
     with pytest.raises(ValueError, match="--jobs"):
         ablate.run_study("masking", "x", jobs=0)
+    for bad in (0, -5, 2.5, True, "100"):
+        with pytest.raises(ValueError, match=r"--pretrain-steps: expected an integer >= 1, found"):
+            ablate.run_study("masking", "x", pretrain_steps=bad)
+    with pytest.raises(ValueError, match="--pretrain-steps: --quick has its own budget"):
+        ablate.run_study("masking", "x", quick=True, pretrain_steps=100)
+
+
+def test_a_study_at_other_pretraining_steps_writes_its_own_files_and_says_whose_hypothesis(tmp_path, monkeypatch):
+    monkeypatch.setattr(ablate, "full_budget", lambda study=None: TINY)
+    ablate.run_study("ratio", tmp_path, seeds=1, jobs=2, pretrain_steps=4, log=lambda m: None)
+    data = json.loads((tmp_path / "ratio-4steps.json").read_text())
+    assert data["budget"]["pretrain_steps"] == 4 and not data["quick"]
+    assert all(json.loads((tmp_path / r["pretrain_dir"] / "trainer_state.json").read_text())["step"] == 4
+               for r in data["results"])
+    md = (tmp_path / "ratio-4steps.md").read_text()
+    assert md.count("Toy scale: 4 pretraining steps") == 1
+    study, default = ablate.STUDIES["ratio"], ablate.PretrainSettings.steps
+    other = ablate._hypothesis(study, {"budget": {"pretrain_steps": 4}, "quick": False})
+    assert other.startswith(f"the hypothesis written for the default budget ({default} pretraining "
+                            f"steps; this study had 4): ") and other.endswith(study.hypothesis)
+    assert ablate._hypothesis(study, {"budget": {"pretrain_steps": default}, "quick": False}) == \
+        "a hypothesis: " + study.hypothesis
+    assert ("Where we differ" not in md) or (other in md)
+    assert (tmp_path / "ratio-4steps.png").is_file() and not (tmp_path / "ratio.json").exists()
 
 
 def test_arms_sharing_a_pretraining_run_are_grouped_so_no_two_processes_train_into_one_folder():
@@ -117,13 +141,15 @@ def test_the_data_study_table_gives_paired_gaps_per_size_beside_the_papers_table
     acc = {"pretrained": {128: (0.5, 0.6), 4096: (0.8, 0.9)}, "scratch": {128: (0.3, 0.2), 4096: (0.3, 0.5)}}
     records = [{"arm": f"{kind}, {n} labelled", "seed": s, "accuracy": a}
                for kind, by_n in acc.items() for n, seeds in by_n.items() for s, a in enumerate(seeds)]
-    lines = ablate._paired_gaps(study, ablate.summarise(study, records))
+    meta = {"budget": {"pretrain_steps": ablate.PretrainSettings.steps}, "quick": False}
+    lines = ablate._paired_gaps(study, ablate.summarise(study, records), meta)
     text = "\n".join(lines)
     assert "| 128 | +30.0 ± 14.1 | +20.0, +40.0 |" in text       # (50-30, 60-20): seeds paired
     assert "| 4096 | +45.0 ± 7.1 | +50.0, +40.0 |" in text
     assert "HMDB51 (3,500 videos) 18.0 → 62.6 (+44.6)" in text
     assert "unlike the paper, whose gain is largest on its smallest set" in text   # ours grows with the set
-    assert ablate._paired_gaps(ablate.STUDIES["masking"], []) == []
+    assert "set. A hypothesis: " + study.hypothesis in text
+    assert ablate._paired_gaps(ablate.STUDIES["masking"], [], meta) == []
 
 
 def test_the_decoder_studys_default_depth_is_the_default_run():

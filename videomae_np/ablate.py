@@ -442,7 +442,16 @@ def _agreement(rows) -> str:
     return text
 
 
-def _paired_gaps(study, rows) -> list:
+def _hypothesis(study: Study, meta) -> str:
+    """The study's hypothesis, said to be the default budget's when this study had another."""
+    steps = meta["budget"]["pretrain_steps"]
+    if meta["quick"] or steps == PretrainSettings.steps:
+        return f"a hypothesis: {study.hypothesis}"
+    return (f"the hypothesis written for the default budget ({PretrainSettings.steps} pretraining steps; "
+            f"this study had {steps}): {study.hypothesis}")
+
+
+def _paired_gaps(study, rows, meta) -> list:
     """For a study with a 'pretrained' and a 'scratch' series over labelled-set sizes: the gap
     per size, paired by seed, beside the paper's Table 2 (markdown lines; none otherwise)."""
     by = {}
@@ -469,7 +478,7 @@ def _paired_gaps(study, rows) -> list:
     if len(sizes) > 1 and int(np.argmax(means)) != 0:
         lines += ["", f"Ours is largest at {int(sizes[int(np.argmax(means))])} labelled clips "
                   f"({max(means):+.1f}) and {means[0]:+.1f} at {int(sizes[0])}: unlike the paper, whose gain "
-                  f"is largest on its smallest set. A hypothesis: {study.hypothesis}"]
+                  f"is largest on its smallest set. {_hypothesis(study, meta)[0].upper()}{_hypothesis(study, meta)[1:]}"]
     return lines
 
 
@@ -496,14 +505,14 @@ def write_markdown(path: Path, study: Study, rows, meta) -> str:
         paper = "—" if r["paper"] is None else f"{r['paper']}"
         probe = "—" if r.get("probe_mean") is None else f"{r['probe_mean']:.1f} ± {r['probe_std']:.1f}"
         lines.append(f"| {r['arm']} | {acc} | {per} | {probe} | {rec} | {paper} |")
-    lines += _paired_gaps(study, rows)
+    lines += _paired_gaps(study, rows, meta)
     agreement = _agreement(rows)
     lines += ["", agreement] if agreement else []
     if agreement and "the same way" in agreement:
         n = agreement.split("Of the ")[1].split(" pairs")[0]
         same = agreement.split("we order ")[1].split(" the same")[0]
         if same != n:
-            lines += ["", f"Where we differ, a hypothesis: {study.hypothesis}"]
+            lines += ["", f"Where we differ, {_hypothesis(study, meta)}"]
     b = meta["budget"]
     lines += ["", f"Linear probe: a ridge classifier on the frozen encoder's mean-pooled features (what "
               f"the classification head reads), fitted on {b.get('probe_fit')} toy clips and scored on "
@@ -582,8 +591,10 @@ def write_plot(path: Path, study: Study, rows, meta):
     return path
 
 
-def run_study(name: str, out, seeds: int = 3, quick: bool = False, jobs: int | None = None, log=print):
-    """Run (or finish) one study into `out`; returns the summary rows."""
+def run_study(name: str, out, seeds: int = 3, quick: bool = False, jobs: int | None = None, log=print,
+              pretrain_steps: int | None = None):
+    """Run (or finish) one study into `out`; returns the summary rows. pretrain_steps: every arm's
+    pretraining steps when not the default run's (the files are then named STUDY-<N>steps.*)."""
     from .data import toy
     if name not in STUDIES:
         raise ValueError(f"study must be one of {', '.join(STUDIES)}; got {name!r}")
@@ -591,8 +602,16 @@ def run_study(name: str, out, seeds: int = 3, quick: bool = False, jobs: int | N
         raise ValueError(f"--seeds: expected at least 1, found {seeds}")
     if jobs is not None and jobs < 1:
         raise ValueError(f"--jobs: expected at least 1, found {jobs}")
+    if pretrain_steps is not None:
+        if quick:
+            raise ValueError(f"--pretrain-steps: --quick has its own budget ({QUICK.pretrain_steps} "
+                             f"steps); give one or the other, found both")
+        if isinstance(pretrain_steps, bool) or not isinstance(pretrain_steps, int) or pretrain_steps < 1:
+            raise ValueError(f"--pretrain-steps: expected an integer >= 1, found {pretrain_steps!r}")
     study = STUDIES[name]
     budget = QUICK if quick else full_budget(study)
+    if pretrain_steps is not None:
+        budget = dataclasses.replace(budget, pretrain_steps=pretrain_steps)
     out = Path(out)
     root = out / ("runs-quick" if quick else "runs")
     root.mkdir(parents=True, exist_ok=True)
@@ -643,7 +662,8 @@ def run_study(name: str, out, seeds: int = 3, quick: bool = False, jobs: int | N
             "seeds": list(range(seeds)), "jobs": jobs, "budget": dataclasses.asdict(budget), "commit": _commit(),
             "wall_s": round(wall, 1), "compute_min": round(compute_minutes(records), 1), "classes": toy.ToySpec().num_classes,
             "arms": [dataclasses.asdict(a) for a in study.arms]}
-    stem = name + ("-quick" if quick else "")
+    stem = name + ("-quick" if quick else "" if budget.pretrain_steps == PretrainSettings.steps
+                   else f"-{budget.pretrain_steps}steps")
     atomic_write_text(out / f"{stem}.json", json.dumps(
         {**meta, "summary": rows, "results": records}, indent=2, default=list) + "\n")
     write_markdown(out / f"{stem}.md", study, rows, meta)
@@ -665,3 +685,7 @@ def add_arguments(p: argparse.ArgumentParser):
                    help=f"a first look in minutes ({QUICK.pretrain_steps} pretraining steps, "
                         f"{QUICK.finetune_steps} fine-tuning steps; not a result): writes STUDY-quick.*")
     p.add_argument("--jobs", type=int, help="jobs at once, one thread each (default: 2 or the cores)")
+    p.add_argument("--pretrain-steps", type=int, metavar="N",
+                   help=f"pretraining steps of every arm (default: the default run's {PretrainSettings.steps}); "
+                        f"writes STUDY-<N>steps.*. Half the default fits about 30 min on 2 cores but "
+                        f"changes the answers (results/*-6000steps.md)"),

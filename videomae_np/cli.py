@@ -3,7 +3,7 @@
     videomae-np pretrain    [--out runs/pretrain] [--steps N] [--resume] ...
     videomae-np finetune    [--init runs/pretrain] [--out runs/finetune] [--steps N] [--resume] ...
     videomae-np reconstruct --model runs/pretrain --video clip.mp4 [--out picture.png]
-    videomae-np ablate      STUDY [--out results] [--seeds 3] [--quick]   (the paper's ablations)
+    videomae-np ablate      STUDY [--out results] [--seeds 3] [--quick | --pretrain-steps N]   (the paper's ablations)
     videomae-np trace       --model DIR (--random SEED | --video FILE) --out TAPE.safetensors [--grad]
     videomae-np compare     A.safetensors B.safetensors [--rtol R] [--atol A]
     videomae-np convert     --from original CKPT.pth --out DIR
@@ -323,7 +323,7 @@ def _run(args, train):
     elif args.command == "ablate":
         from . import ablate
         ablate.run_study(args.study, args.out, seeds=args.seeds, quick=args.quick, jobs=args.jobs,
-                         log=_log)
+                         log=_log, pretrain_steps=args.pretrain_steps)
     elif args.command == "reconstruct":
         from .reconstruction import reconstruct_video
         reconstruct_video(args.model, args.video, args.out, args.mask_ratio,
