@@ -75,7 +75,7 @@ def test_bad_study_arguments_are_one_line():
         ablate.run_study("masking", "x", seeds=0)
     with pytest.raises(ValueError, match="--jobs"):
         ablate.run_study("masking", "x", jobs=0)
-    for bad in (0, -5, 2.5, True, "100"):
+    for bad in (0, -5, 2.5, True, "100", [100]):
         with pytest.raises(ValueError, match=r"--pretrain-steps: expected an integer >= 1, found"):
             ablate.run_study("masking", "x", pretrain_steps=bad)
     with pytest.raises(ValueError, match="--pretrain-steps: --quick has its own budget"):
@@ -149,6 +149,9 @@ def test_the_data_study_table_gives_paired_gaps_per_size_beside_the_papers_table
     assert "HMDB51 (3,500 videos) 18.0 → 62.6 (+44.6)" in text
     assert "unlike the paper, whose gain is largest on its smallest set" in text   # ours grows with the set
     assert "set. A hypothesis: " + study.hypothesis in text
+    other = dict(meta, budget={"pretrain_steps": 6000})
+    assert "set. The hypothesis written for the default budget" in "\n".join(
+        ablate._paired_gaps(study, ablate.summarise(study, records), other))
     assert ablate._paired_gaps(ablate.STUDIES["masking"], [], meta) == []
 
 
@@ -179,7 +182,6 @@ def test_progress_names_each_pretraining_run_saved_part_way_and_nothing_else(tmp
     save("tube 95%", 1, state(0))                         # nothing done yet
     text = ablate.pretraining_progress(tmp_path, groups, budget)
     assert text == f"tube 75% seed 1 at step 500/{budget.pretrain_steps}"
-
 
 
 def test_the_work_left_counts_only_runs_without_their_last_step_or_results(tmp_path):

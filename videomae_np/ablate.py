@@ -24,6 +24,7 @@ import dataclasses
 import hashlib
 import json
 import multiprocessing as mp
+import numbers
 import os
 import subprocess
 import time
@@ -444,13 +445,15 @@ def _agreement(rows) -> str:
     return text
 
 
-def _hypothesis(study: Study, meta) -> str:
+def _hypothesis(study: Study, meta, capital=False) -> str:
     """The study's hypothesis, said to be the default budget's when this study had another."""
     steps = meta["budget"]["pretrain_steps"]
     if meta["quick"] or steps == PretrainSettings.steps:
-        return f"a hypothesis: {study.hypothesis}"
-    return (f"the hypothesis written for the default budget ({PretrainSettings.steps} pretraining steps; "
-            f"this study had {steps}): {study.hypothesis}")
+        text = f"a hypothesis: {study.hypothesis}"
+    else:
+        text = (f"the hypothesis written for the default budget ({PretrainSettings.steps} pretraining "
+                f"steps; this study had {steps}): {study.hypothesis}")
+    return text[0].upper() + text[1:] if capital else text
 
 
 def _paired_gaps(study, rows, meta) -> list:
@@ -480,7 +483,7 @@ def _paired_gaps(study, rows, meta) -> list:
     if len(sizes) > 1 and int(np.argmax(means)) != 0:
         lines += ["", f"Ours is largest at {int(sizes[int(np.argmax(means))])} labelled clips "
                   f"({max(means):+.1f}) and {means[0]:+.1f} at {int(sizes[0])}: unlike the paper, whose gain "
-                  f"is largest on its smallest set. {_hypothesis(study, meta)[0].upper()}{_hypothesis(study, meta)[1:]}"]
+                  f"is largest on its smallest set. {_hypothesis(study, meta, capital=True)}"]
     return lines
 
 
@@ -608,12 +611,13 @@ def run_study(name: str, out, seeds: int = 3, quick: bool = False, jobs: int | N
         if quick:
             raise ValueError(f"--pretrain-steps: --quick has its own budget ({QUICK.pretrain_steps} "
                              f"steps); give one or the other, found both")
-        if isinstance(pretrain_steps, bool) or not isinstance(pretrain_steps, int) or pretrain_steps < 1:
+        if isinstance(pretrain_steps, bool) or not isinstance(pretrain_steps, numbers.Integral) \
+                or pretrain_steps < 1:
             raise ValueError(f"--pretrain-steps: expected an integer >= 1, found {pretrain_steps!r}")
     study = STUDIES[name]
     budget = QUICK if quick else full_budget(study)
     if pretrain_steps is not None:
-        budget = dataclasses.replace(budget, pretrain_steps=pretrain_steps)
+        budget = dataclasses.replace(budget, pretrain_steps=int(pretrain_steps))
     out = Path(out)
     root = out / ("runs-quick" if quick else "runs")
     root.mkdir(parents=True, exist_ok=True)
@@ -623,8 +627,9 @@ def run_study(name: str, out, seeds: int = 3, quick: bool = False, jobs: int | N
         f"runs in {root} (restartable: finished jobs are kept)")
     groups = _groups(work, budget)
     pre_left, pre_all, fine_left, fine_all = work_left(root, groups, budget)
+    reused = "; the rest are reused" if (pre_left, fine_left) != (pre_all, fine_all) else ""
     log(f"to train: {pre_left} of {pre_all} pretraining runs ({budget.pretrain_steps} steps each) and "
-        f"{fine_left} of {fine_all} fine-tunings ({budget.finetune_steps} steps each); the rest are reused")
+        f"{fine_left} of {fine_all} fine-tunings ({budget.finetune_steps} steps each){reused}")
     t0 = time.perf_counter()
     records = []
     ctx = mp.get_context("spawn")        # fresh interpreters: no thread pools carried over a fork
