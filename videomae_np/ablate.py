@@ -437,7 +437,8 @@ def _agreement(rows) -> str:
     # a difference smaller than the spread of the seeds is not an ordering
     close = [f"{a['arm']} vs {b['arm']}" for i, a in enumerate(both) for b in both[i + 1:]
              if abs(a["accuracy_mean"] - b["accuracy_mean"]) < max(a["accuracy_std"], b["accuracy_std"])]
-    text = (f"The paper's best arm is **{paper_best['arm']}** ({paper_best['paper']}); ours is "
+    text = (f"The paper's best arm is **{paper_best['arm']}** ({paper_best['paper']}); of the arms it "
+            f"reports, ours is "
             f"**{ours_best['arm']}** ({ours_best['accuracy_mean']:.1f} ± {ours_best['accuracy_std']:.1f}). "
             f"Of the {pairs} pairs of arms the paper orders, we order {agree} the same way.")
     if close:
