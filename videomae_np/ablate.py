@@ -695,5 +695,5 @@ def add_arguments(p: argparse.ArgumentParser):
     p.add_argument("--jobs", type=int, help="jobs at once, one thread each (default: 2 or the cores)")
     p.add_argument("--pretrain-steps", type=int, metavar="N",
                    help=f"pretraining steps of every arm (default: the default run's {PretrainSettings.steps}); "
-                        f"writes STUDY-<N>steps.*. Half the default fits about 30 min on 2 cores but "
-                        f"changes the answers (results/*-6000steps.md)"),
+                        f"writes STUDY-<N>steps.*. Half the default fits about 30 min on 2 cores, but "
+                        f"then most arms stay near chance on 128 labelled clips (results/*-6000steps.md)"),
