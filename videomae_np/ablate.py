@@ -695,5 +695,6 @@ def add_arguments(p: argparse.ArgumentParser):
     p.add_argument("--jobs", type=int, help="jobs at once, one thread each (default: 2 or the cores)")
     p.add_argument("--pretrain-steps", type=int, metavar="N",
                    help=f"pretraining steps of every arm (default: the default run's {PretrainSettings.steps}); "
-                        f"writes STUDY-<N>steps.*. Half the default fits about 30 min on 2 cores, but "
-                        f"then most arms stay near chance on 128 labelled clips (results/*-6000steps.md)"),
+                        f"writes STUDY-<N>steps.*. Half the default takes about half the time (masking from "
+                        f"an empty folder: 40 min on 2 cores), but then most arms stay near chance on 128 "
+                        f"labelled clips (results/*-6000steps.md)"),
