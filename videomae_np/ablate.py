@@ -130,8 +130,8 @@ STUDIES = {s.name: s for s in (
         "did not learn where its two shapes go within 12000 steps: tube 90% ended at a norm-pix "
         "loss of 0.62 and 95% at 0.74 (75%: 0.50), and their encoders stayed at chance with 128 "
         "labelled clips (with 1024, one seed of three at 90% reached 88.5%); twice the pretraining "
-        "(24000 steps, docs/toy_scale.md) moved 90% only to 36.5 ± 4.1% while a 75% seed reached "
-        "99.6%. The paper's "
+        "(24000 steps, docs/toy_scale.md) moved 90% only to 36.5 ± 4.1% while 75% reached "
+        "99.8 ± 0.2%. The paper's "
         "redundancy argument, that a low ratio is too easy, needs objects that span many "
         "patches; ours span a handful, and 50% is not too easy yet (one seed of three did not "
         "transfer with 128 labelled clips).",
