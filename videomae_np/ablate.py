@@ -232,6 +232,11 @@ def _pretrain_run(root, arm: Arm, budget: Budget, seed: int):
     return ps, Path(root) / "pretrain" / f"{_digest(ps.to_dict())}-s{seed}"
 
 
+def _pretrained(ps, pdir: Path, state) -> bool:
+    """Whether a pretraining run (its settings, folder and trainer state) has its last step and weights."""
+    return state is not None and state["step"] >= ps.steps and (pdir / "model.safetensors").is_file()
+
+
 def _finetune_dir(root: Path, fs: FinetuneSettings, seed: int) -> Path:
     """A fine-tuning run's folder, named by its settings with the pretraining run it starts from
     spelt relative to the runs folder: the same run has the same name whatever --out was (relative,
@@ -282,7 +287,7 @@ def _job(root: str, arm: Arm, budget: Budget, seed: int) -> dict:
     if arm.pretrain is not None:
         ps, pdir = _pretrain_run(root, arm, budget, seed)
         state = runs.read_state(pdir)
-        if state is None or state["step"] < ps.steps or not (pdir / "model.safetensors").is_file():
+        if not _pretrained(ps, pdir, state):
             with open(root / "log.txt", "a") as f:
                 log = lambda m: print(m, file=f, flush=True)
                 train.run_pretrain(ps, pdir, resume=state is not None, log=log)
@@ -371,7 +376,7 @@ def work_left(root, groups, budget) -> tuple:
                 state = runs.read_state(pdir)
             except (OSError, ValueError):      # unreadable: the job says so when it gets there
                 state = None
-            pre_left += state is None or state["step"] < ps.steps or not (pdir / "model.safetensors").is_file()
+            pre_left += not _pretrained(ps, pdir, state)
             init = str(pdir)
         for arm, seed in group:
             fdir = _finetune_dir(root, _finetune_settings(arm, budget, seed, init), seed)
