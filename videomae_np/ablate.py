@@ -74,7 +74,9 @@ class Study:
 # Every study pretrains like `videomae-np pretrain` (PretrainSettings.steps, 12000). At half that
 # budget the default arm (tube 75%) reached 78.6 +- 2.6% held-out, at 12000 99.9 +- 0.1%, and the
 # arms' order changed with it (tube 90%: 31.2 and 29.1% at 6000 steps, 88.5 and 46.9% at 12000,
-# seeds 0 and 1); the 6000-step studies are kept as results/*-6000steps.md.
+# seeds 0 and 1). The 6000-step studies fine-tuned on 1024 labelled clips are kept as
+# results/*-6000steps-1024labelled.md; `--pretrain-steps 6000` (results/*-6000steps.md) reruns a
+# study at that budget on today's labelled clips.
 
 # After 12000 pretraining steps, fine-tuning on the default's 1024 labelled clips leaves no room to
 # order the arms: tube 75%, random 90%, frame 87.5% and running cell all reached 99-100% held-out
